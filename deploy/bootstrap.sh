@@ -1,0 +1,26 @@
+# Sourced by deploy/main.sh and deploy/test.sh: one idempotent set-up of a fresh machine.
+# Creates .venv, installs the pinned project (+ test extras), and points DAGSTER_HOME at a
+# git-ignored SQLite instance inside the repo. Re-installs only when pyproject.toml changes.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "[bootstrap] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+STAMP=".venv/.perturb_assets-installed"
+WANT="$(sha256sum pyproject.toml | cut -c1-64)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "[bootstrap] installing pinned dependencies (a few minutes the first time)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch is pinned to 2.13.0 in pyproject.toml; that pin selects the CPU build here.
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  echo "$WANT" > "$STAMP"
+fi
+export PATH="$REPO/.venv/bin:$PATH"
+export DAGSTER_HOME="${DAGSTER_HOME:-$REPO/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp deploy/local/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+export PERTURB_ASSETS_DATA_ROOT="${PERTURB_ASSETS_DATA_ROOT:-$REPO/data}"

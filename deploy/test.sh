@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the linter and the test suite. Extra arguments go to pytest.
+source "$(dirname "$0")/bootstrap.sh"
+ruff check perturb_assets perturb_assets_tests
+exec python -m pytest "$@"

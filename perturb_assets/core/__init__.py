@@ -1,0 +1,1 @@
+"""Dagster-free science core: pure functions on AnnData, numpy and pandas."""

@@ -1,0 +1,1115 @@
+"""Simulated Perturb-seq datasets in the exact GEARS ``perturb_processed.h5ad`` layout.
+
+The built-in ``synthetic`` dataset is produced here. It is a single-cell CRISPR screen with
+known ground truth, written the way cell-gears' Dataverse files (Norman, Adamson, Replogle) are
+laid out, plus a GO-like gene × term annotation matrix whose rows carry real, learnable, but
+imperfect information about what perturbing a gene does.
+
+Generative model
+----------------
+* **Genes.** A universe of ``n_genes`` measured genes plus a few perturbation targets that are
+  *not* measured (as in real GEARS datasets, where highly-variable-gene selection drops some
+  targets). Baseline expression is log-normal across genes (many lowly expressed genes), counts
+  are negative binomial with gene-wise dispersion, so ``X`` is ~80-90 % zeros.
+* **Gene programs.** ``K`` latent programs. Every gene has a primary program and, sometimes, a
+  secondary one. Each program has a sparse, signed downstream response over the genes.
+* **Perturbation effects** (natural-log fold changes of expected expression). Perturbing gene
+  ``g`` gives ``scale_g * (a * C + b * P_g + c * N_g)``, where ``C`` is a generic perturbation
+  response shared by all perturbations (this is what makes "Train Mean" a strong baseline),
+  ``P_g`` is the response of the programs ``g`` belongs to (the part an annotation-based model can
+  learn) and ``N_g`` is gene-specific idiosyncratic noise. ``diversity`` in [0, 1] moves weight
+  from ``C`` to ``P_g`` and ``N_g``: at 0 all delta profiles are nearly identical (median pairwise
+  Pearson correlation of pseudo-bulk deltas ~0.9), at 1 they are diverse (~0.1). The target
+  itself is knocked down to 8-30 % of baseline (CRISPRi) or activated 3-12 fold (CRISPRa).
+  Combinations add the two single effects in log space plus a mild genetic-interaction term.
+* **Cells.** Control cells get 10-15 % of the cells, perturbations roughly equal shares with
+  variation (at least 5 cells each). Cells vary in library size and cell-cycle phase, and
+  perturbed cells vary in knock-down penetrance (some escape).
+* **Annotations** (GO stand-in). Each term belongs to one program (or a mixture of two, or is a
+  broad term) and holds a noisy subset of that program's genes plus random genes; ~10 % of genes
+  are annotated to a wrong program; every gene has at least three terms.
+
+The GEARS ``uns`` fields (``rank_genes_groups_cov_all``, ``top_non_dropout_de_20``,
+``top_non_zero_de_20``, ``non_dropout_gene_idx``, ``non_zeros_gene_idx``) are computed exactly as
+cell-gears 0.1.2 ``get_DE_genes`` and ``get_dropout_non_zero_genes`` compute them, without
+importing GEARS (which needs torch-geometric).
+
+Run as a script to write a dataset folder::
+
+    python -m perturb_assets.core.simulate OUT_FOLDER --cells 6000 --genes 1000 \\
+        --perturbations 120 --combo-fraction 0 --diversity 0.5 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from perturb_assets.core.conditions import CONTROL
+
+#: File names of a GEARS dataset folder.
+H5AD_NAME = "perturb_processed.h5ad"
+GMT_NAME = "gene_annotations.gmt"
+
+#: Library size that ``X`` is normalised to before ``log1p`` (as in GEARS' preprocessing).
+TARGET_SUM = 1e4
+
+#: Supported CRISPR modalities.
+MODALITIES: tuple[str, ...] = ("crispri", "crispra")
+
+#: The ``uns`` keys GEARS' ``get_DE_genes`` + ``get_dropout_non_zero_genes`` write.
+GEARS_UNS_KEYS: tuple[str, ...] = (
+    "rank_genes_groups_cov_all",
+    "top_non_dropout_de_20",
+    "top_non_zero_de_20",
+    "non_dropout_gene_idx",
+    "non_zeros_gene_idx",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Model constants (calibrated at the default size; see the module docstring).
+# ---------------------------------------------------------------------------------------------
+_LOG_MU_MEAN = -2.3  # log mean count of a gene in a cell of average library size
+_LOG_MU_SD = 1.7
+_THETA_LOG_MEAN = np.log(2.5)  # NB inverse dispersion, log-normal across genes
+_THETA_LOG_SD = 0.5
+_LIBRARY_LOG_SD = 0.35
+_CONTROL_SHARE = (0.10, 0.15)
+_CELLS_PER_CONDITION_LOG_SD = 0.3
+_MIN_CELLS = 5
+_SECONDARY_PROGRAM_PROB = 0.3
+_PROGRAM_MEMBER_HIT_PROB = 0.5  # a program's own genes among its downstream genes
+_PROGRAM_RANDOM_HIT_PROB = 0.03  # other genes among its downstream genes
+_PROGRAM_SIGN_CONSISTENCY = 0.8
+_IDIOSYNCRATIC_DENSITY = 0.05
+_IDIOSYNCRATIC_SHARE = 0.25  # share of the non-common variance that is idiosyncratic
+_EFFECT_SCALE = 0.3  # RMS log fold change of an average perturbation
+_EFFECT_SCALE_LOG_SD = 0.35
+_GI_STRENGTH = 0.35
+_KNOCKDOWN = (0.08, 0.30)  # CRISPRi: fraction of baseline left
+_ACTIVATION = (3.0, 12.0)  # CRISPRa: fold change
+_PENETRANCE_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+_PENETRANCE_PROBS = np.array([0.07, 0.18, 0.75])
+_PHASE_PROBS = np.array([0.5, 0.3, 0.2])  # G1, S, G2M
+_CYCLE_GENE_FRACTION = 0.02
+_CTRL_PLUS_SPELLING_FRACTION = 0.3
+_COMBO_ONLY_FRACTION = 0.1
+_MISANNOTATED_FRACTION = 0.1
+_MIN_TERMS_PER_GENE = 3
+_NB_DIRECT_LAMBDA = 8.0  # above this mean, sample NB directly instead of by CDF inversion
+_CHUNK_ENTRIES = 4_000_000
+
+# Common-response variance share as a function of diversity (piecewise linear; calibrated so
+# that the median pairwise delta correlation falls from ~0.9 at diversity 0 to ~0.1 at 1).
+_DIVERSITY_GRID = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_COMMON_SHARE_GRID = np.array([1.0, 0.75, 0.45, 0.2, 0.05])
+
+
+@dataclass
+class SimulatedDataset:
+    """A simulated Perturb-seq dataset and its ground truth.
+
+    Attributes
+    ----------
+    adata
+        The dataset in GEARS ``perturb_processed.h5ad`` layout.
+    annotations
+        Binary (``int8``) gene × term matrix, the GO stand-in. Index: gene symbols (the
+        ``var['gene_name']`` of measured genes plus the unmeasured perturbation targets);
+        columns: term ids such as ``'GO:SIM0000001'``.
+    programs
+        Ground-truth program membership weights, gene symbol × program (``float32``).
+    effects
+        Ground-truth effect of every perturbation condition on the expected expression of the
+        measured genes (natural-log fold change versus control), condition × ``gene_name``.
+    term_descriptions
+        Description of every term (the second GMT column), indexed by term id.
+    metadata
+        Parameters, sizes and summary statistics of the simulation.
+    """
+
+    adata: AnnData
+    annotations: pd.DataFrame
+    programs: pd.DataFrame
+    effects: pd.DataFrame
+    term_descriptions: pd.Series
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+def simulate_perturbseq(
+    n_cells: int = 6000,
+    n_genes: int = 1000,
+    n_perturbations: int = 120,
+    combo_fraction: float = 0.0,
+    diversity: float = 0.5,
+    n_terms: int = 300,
+    modality: str = "crispri",
+    cell_type: str = "K562",
+    seed: int = 0,
+    compute_de: bool = True,
+    *,
+    n_programs: int | None = None,
+    unmeasured_fraction: float = 0.07,
+    progress: Callable[[str], None] | None = None,
+) -> SimulatedDataset:
+    """Simulate a Perturb-seq screen in the GEARS ``perturb_processed.h5ad`` layout.
+
+    Parameters
+    ----------
+    n_cells
+        Total number of cells, control included.
+    n_genes
+        Number of measured genes (``n_vars``).
+    n_perturbations
+        Number of perturbation conditions (singles plus combinations; control excluded).
+    combo_fraction
+        Fraction of the perturbation conditions that are two-gene combinations ``A+B``, in
+        ``[0, 1)``. 0 gives an Adamson/Replogle-like single-only screen; with combinations some
+        singles are spelled ``ctrl+X`` (as in Norman), each gene consistently one way.
+    diversity
+        In ``[0, 1]``: 0 makes all perturbations respond alike (median pairwise pseudo-bulk
+        delta correlation ~0.9), 1 makes them diverse (~0.1).
+    n_terms
+        Number of annotation terms.
+    modality
+        ``"crispri"`` (targets knocked down) or ``"crispra"`` (targets activated).
+    cell_type
+        Value of ``obs['cell_type']``.
+    seed
+        Seed of ``numpy.random.default_rng``; the result is a deterministic function of all
+        arguments.
+    compute_de
+        Compute the GEARS DE-gene ``uns`` fields (skip for very large benchmark sizes).
+    n_programs
+        Number of latent gene programs; default ``clip(round(n_genes / 40), 8, 40)``.
+    unmeasured_fraction
+        Fraction of perturbation target genes that are not measured (absent from ``var``).
+    progress
+        Called with a short message after each step (e.g. ``print``).
+
+    Returns
+    -------
+    SimulatedDataset
+        The dataset, its annotations and its ground truth.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range or the cells cannot cover all conditions.
+    """
+    t_start = time.perf_counter()
+
+    def report(message: str) -> None:
+        if progress is not None:
+            progress(f"[{time.perf_counter() - t_start:7.1f}s] {message}")
+
+    n_programs = _validate(
+        n_cells,
+        n_genes,
+        n_perturbations,
+        combo_fraction,
+        diversity,
+        n_terms,
+        modality,
+        cell_type,
+        n_programs,
+        unmeasured_fraction,
+    )
+    rng = np.random.default_rng(seed)
+
+    # --- perturbation design ------------------------------------------------------------------
+    n_combo = int(round(combo_fraction * n_perturbations))
+    n_single = n_perturbations - n_combo
+    n_combo_only = int(round(_COMBO_ONLY_FRACTION * n_combo))
+    n_targets = n_single + n_combo_only
+    n_unmeasured = int(round(unmeasured_fraction * n_targets))
+    if unmeasured_fraction > 0 and n_targets >= 5:
+        n_unmeasured = max(n_unmeasured, 1)
+    n_universe = n_genes + n_unmeasured
+
+    # --- genes ---------------------------------------------------------------------------------
+    mu = np.exp(rng.normal(_LOG_MU_MEAN, _LOG_MU_SD, n_universe))
+    theta = np.exp(rng.normal(_THETA_LOG_MEAN, _THETA_LOG_SD, n_universe)).clip(0.3, 50.0)
+    expr_rank = _percentile_rank(mu)
+    # Screens target expressed genes preferentially (CRISPRi needs expression to act).
+    target_weight = 0.05 + expr_rank**2
+    targets = rng.choice(
+        n_universe, size=n_targets, replace=False, p=target_weight / target_weight.sum()
+    )
+    unmeasured = np.sort(rng.choice(targets, size=n_unmeasured, replace=False))
+    measured_mask = np.ones(n_universe, dtype=bool)
+    measured_mask[unmeasured] = False
+    measured = np.flatnonzero(measured_mask)
+    width = max(4, len(str(n_universe)))
+    symbols = np.array([f"SIM{i + 1:0{width}d}" for i in range(n_universe)], dtype=object)
+    ensembl_numbers = np.sort(rng.choice(max(20 * n_universe, 100_000), n_universe, replace=False))
+    ensembl = np.array([f"ENSG{n + 1:011d}" for n in ensembl_numbers], dtype=object)
+
+    single_genes = targets[:n_single]
+    combo_only_genes = targets[n_single:]
+    combos = _draw_combinations(rng, single_genes, combo_only_genes, n_combo)
+    ctrl_first = np.zeros(n_universe, dtype=bool)
+    if n_combo > 0:
+        ctrl_first[single_genes] = rng.random(n_single) < _CTRL_PLUS_SPELLING_FRACTION
+    conditions = [CONTROL]
+    for g in single_genes:
+        conditions.append(f"{CONTROL}+{symbols[g]}" if ctrl_first[g] else f"{symbols[g]}+{CONTROL}")
+    conditions += [f"{symbols[a]}+{symbols[b]}" for a, b in combos]
+    report(
+        f"design: {n_single} singles, {n_combo} combinations, {n_targets} target genes "
+        f"({n_unmeasured} unmeasured), {n_programs} programs"
+    )
+
+    # --- programs and effects -------------------------------------------------------------------
+    primary = rng.integers(0, n_programs, n_universe)
+    membership = np.zeros((n_universe, n_programs), dtype=np.float32)
+    membership[np.arange(n_universe), primary] = 1.0
+    has_secondary = rng.random(n_universe) < _SECONDARY_PROGRAM_PROB
+    secondary = (primary + rng.integers(1, max(n_programs, 2), n_universe)) % n_programs
+    membership[np.flatnonzero(has_secondary), secondary[has_secondary]] = rng.uniform(
+        0.3, 0.7, int(has_secondary.sum())
+    )
+    responses = _program_responses(rng, primary, n_programs, measured_mask)
+    common = _common_response(rng, expr_rank, measured_mask)
+    common_share = float(np.interp(diversity, _DIVERSITY_GRID, _COMMON_SHARE_GRID))
+    w_common = np.sqrt(common_share)
+    w_program = np.sqrt((1.0 - common_share) * (1.0 - _IDIOSYNCRATIC_SHARE))
+    w_noise = np.sqrt((1.0 - common_share) * _IDIOSYNCRATIC_SHARE)
+    program_sign = 1.0 if modality == "crispri" else -1.0
+
+    all_targets = np.concatenate([single_genes, combo_only_genes])
+    scale = _EFFECT_SCALE * np.exp(rng.normal(0.0, _EFFECT_SCALE_LOG_SD, n_targets))
+    noise = _sparse_unit_rows(rng, n_targets, n_universe, _IDIOSYNCRATIC_DENSITY, measured_mask)
+    program_part = membership[all_targets] @ responses
+    gene_effect = scale[:, None] * (
+        w_common * common[None, :] + w_program * program_sign * program_part + w_noise * noise
+    )
+    if modality == "crispri":
+        self_effect = np.log(rng.uniform(*_KNOCKDOWN, n_targets))
+    else:
+        self_effect = np.log(rng.uniform(*_ACTIVATION, n_targets))
+    gene_effect[np.arange(n_targets), all_targets] = self_effect
+    row_of = {int(g): i for i, g in enumerate(all_targets)}
+
+    effects = np.zeros((len(conditions), n_universe), dtype=np.float32)
+    effects[1 : 1 + n_single] = gene_effect[:n_single]
+    for j, (a, b) in enumerate(combos):
+        ia, ib = row_of[int(a)], row_of[int(b)]
+        affected = (np.abs(program_part[ia]) + np.abs(program_part[ib])) > 0
+        gi = rng.normal(0.0, 1.0, n_universe) * affected
+        gi *= _GI_STRENGTH * np.sqrt(scale[ia] * scale[ib]) / max(_rms(gi), 1e-12)
+        combo_effect = gene_effect[ia] + gene_effect[ib] + gi
+        combo_effect[a] = self_effect[ia]
+        combo_effect[b] = self_effect[ib]
+        effects[1 + n_single + j] = combo_effect
+    effects_measured = np.ascontiguousarray(effects[:, measured])
+    report("effects drawn")
+
+    # --- cells -----------------------------------------------------------------------------------
+    cells_per_condition = _cells_per_condition(rng, n_cells, len(conditions))
+    cond_of_cell = rng.permutation(np.repeat(np.arange(len(conditions)), cells_per_condition))
+    level_of_cell = rng.choice(len(_PENETRANCE_LEVELS), size=n_cells, p=_PENETRANCE_PROBS)
+    level_of_cell[cond_of_cell == 0] = len(_PENETRANCE_LEVELS) - 1
+    phase_of_cell = rng.choice(len(_PHASE_PROBS), size=n_cells, p=_PHASE_PROBS)
+    library = np.exp(rng.normal(0.0, _LIBRARY_LOG_SD, n_cells)).astype(np.float32)
+    phase_multiplier = _phase_multipliers(rng, n_universe)[:, measured]
+
+    counts, x = _sample_counts(
+        rng,
+        mu=mu[measured].astype(np.float32),
+        theta=theta[measured].astype(np.float32),
+        effects=effects_measured,
+        cond_of_cell=cond_of_cell,
+        level_of_cell=level_of_cell,
+        phase_of_cell=phase_of_cell,
+        phase_multiplier=phase_multiplier,
+        library=library,
+    )
+    report(f"counts sampled: {n_cells} cells x {n_genes} genes, {counts.nnz} non-zeros")
+
+    # --- AnnData -----------------------------------------------------------------------------------
+    cond_names = np.array(conditions, dtype=object)[cond_of_cell]
+    obs = gears_obs(cond_names, cell_type)
+    obs.index = pd.Index(_barcodes(rng, n_cells), name=None)
+    var = pd.DataFrame(
+        {"gene_name": pd.Series(symbols[measured], dtype=object).to_numpy()},
+        index=pd.Index(ensembl[measured], dtype=object),
+    )
+    adata = AnnData(X=x, obs=obs, var=var, layers={"counts": counts})
+
+    if compute_de:
+        adata.uns.update(gears_de_fields(adata))
+        report("GEARS DE-gene fields computed")
+
+    # --- annotations --------------------------------------------------------------------------------
+    annotations, descriptions = _annotations(rng, primary, membership, n_terms, symbols)
+    report(f"annotations: {annotations.shape[1]} terms, {int(annotations.to_numpy().sum())} links")
+
+    programs = pd.DataFrame(
+        membership,
+        index=pd.Index(symbols, name="gene_name"),
+        columns=[f"P{k:02d}" for k in range(n_programs)],
+    )
+    effects_df = pd.DataFrame(
+        effects_measured,
+        index=pd.Index(conditions, name="condition"),
+        columns=pd.Index(symbols[measured], name="gene_name"),
+    )
+    delta_corr = median_pairwise_delta_correlation(adata)
+    zero_fraction = 1.0 - counts.nnz / (n_cells * n_genes)
+    metadata: dict[str, Any] = {
+        "n_cells": n_cells,
+        "n_genes": n_genes,
+        "n_perturbations": n_perturbations,
+        "n_singles": n_single,
+        "n_combinations": n_combo,
+        "combo_fraction": combo_fraction,
+        "diversity": diversity,
+        "common_share": common_share,
+        "n_terms": n_terms,
+        "n_programs": n_programs,
+        "modality": modality,
+        "cell_type": cell_type,
+        "seed": seed,
+        "compute_de": compute_de,
+        "unmeasured_targets": [str(s) for s in symbols[unmeasured]],
+        "n_control_cells": int(cells_per_condition[0]),
+        "zero_fraction": float(zero_fraction),
+        "median_pairwise_delta_correlation": delta_corr,
+    }
+    report(
+        f"done: zero fraction {zero_fraction:.3f}, "
+        f"median pairwise delta correlation {delta_corr:.3f}"
+    )
+    return SimulatedDataset(
+        adata=adata,
+        annotations=annotations,
+        programs=programs,
+        effects=effects_df,
+        term_descriptions=descriptions,
+        metadata=metadata,
+    )
+
+
+def gears_obs(conditions: Sequence[str] | np.ndarray, cell_type: str) -> pd.DataFrame:
+    """Build the GEARS ``obs`` columns for a sequence of per-cell conditions.
+
+    Follows cell-gears 0.1.2 ``get_DE_genes`` literally: ``dose_val`` is ``'1+1'`` and
+    ``control`` is ``0`` for *every* two-part condition (singles ``A+ctrl`` included), and
+    ``'1'`` / ``1`` for ``ctrl``; ``condition_name`` is ``cell_type_condition_dose_val``; every
+    column is categorical.
+
+    Parameters
+    ----------
+    conditions
+        Condition of every cell.
+    cell_type
+        Cell type of every cell.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``condition``, ``cell_type``, ``dose_val``, ``control``, ``condition_name``,
+        with a default ``RangeIndex`` (set the barcodes afterwards).
+    """
+    cond = pd.Series(np.asarray(conditions, dtype=object))
+    uniq = pd.Index(pd.unique(cond))
+    two_part = np.array([len(c.split("+")) == 2 for c in uniq])
+    dose_u = np.where(two_part, "1+1", "1")
+    control_u = np.where(two_part, 0, 1).astype(np.int64)
+    name_u = np.array([f"{cell_type}_{c}_{d}" for c, d in zip(uniq, dose_u, strict=True)])
+    codes = uniq.get_indexer(cond)
+    return pd.DataFrame(
+        {
+            "condition": pd.Categorical(cond),
+            "cell_type": pd.Categorical([cell_type] * len(cond)),
+            "dose_val": pd.Categorical(dose_u[codes]),
+            "control": pd.Categorical(control_u[codes]),
+            "condition_name": pd.Categorical(name_u[codes]),
+        }
+    )
+
+
+def gears_de_fields(adata: AnnData) -> dict[str, dict[str, np.ndarray]]:
+    """Compute the GEARS DE-gene ``uns`` fields of a dataset.
+
+    Reimplements cell-gears 0.1.2 ``get_DE_genes`` (``rank_genes_groups_cov_all``: for each
+    cell type, ``sc.tl.rank_genes_groups`` of ``condition_name`` against ``{cell_type}_ctrl_1``,
+    t-test, ``rankby_abs=True``, all genes) and ``get_dropout_non_zero_genes`` (top-20 DE genes
+    among the non-dropout / non-zero genes of each condition, and those gene index sets).
+
+    Parameters
+    ----------
+    adata
+        Dataset with GEARS ``obs`` (``condition``, ``cell_type``, ``condition_name``) and
+        log-normalised ``X``. It is not modified.
+
+    Returns
+    -------
+    dict
+        ``{key: {condition_name: array}}`` for the keys in :data:`GEARS_UNS_KEYS`.
+    """
+    import scanpy as sc
+
+    x = adata.X
+    obs = adata.obs
+    rank: dict[str, np.ndarray] = {}
+    for cov in pd.unique(obs["cell_type"].astype(str)):
+        sel = np.flatnonzero((obs["cell_type"].astype(str) == cov).to_numpy())
+        sub = AnnData(
+            X=x[sel],
+            obs=pd.DataFrame(
+                {"condition_name": obs["condition_name"].astype(str).to_numpy()[sel]},
+                index=obs.index[sel],
+            ).astype("category"),
+            var=pd.DataFrame(index=adata.var_names),
+        )
+        sc.tl.rank_genes_groups(
+            sub,
+            groupby="condition_name",
+            reference=f"{cov}_{CONTROL}_1",
+            rankby_abs=True,
+            n_genes=adata.n_vars,
+            use_raw=False,
+        )
+        names = sub.uns["rank_genes_groups"]["names"]
+        for group in names.dtype.names:
+            rank[group] = np.asarray(names[group]).astype(str)
+
+    conditions = obs["condition"].astype(str).to_numpy()
+    uniq, codes = np.unique(conditions, return_inverse=True)
+    indicator = sp.csr_matrix(
+        (np.ones(len(codes), dtype=np.float64), (codes, np.arange(len(codes)))),
+        shape=(len(uniq), len(codes)),
+    )
+    if sp.issparse(x):
+        nonzero_x = sp.csr_matrix(x, copy=True)
+        nonzero_x.data = (nonzero_x.data != 0).astype(np.float64)
+        nonzero_x.eliminate_zeros()
+        n_nonzero = np.asarray((indicator @ nonzero_x).todense())
+    else:
+        n_nonzero = indicator @ (np.asarray(x) != 0).astype(np.float64)
+    ctrl_zero = n_nonzero[np.flatnonzero(uniq == CONTROL)[0]] == 0
+    name_to_condition = dict(
+        zip(obs["condition_name"].astype(str), obs["condition"].astype(str), strict=True)
+    )
+    cond_row = {c: i for i, c in enumerate(uniq)}
+    gene_idx = {g: i for i, g in enumerate(adata.var_names)}
+    var_names = np.asarray(adata.var_names).astype(str)
+
+    top_non_dropout: dict[str, np.ndarray] = {}
+    top_non_zero: dict[str, np.ndarray] = {}
+    non_dropout_idx: dict[str, np.ndarray] = {}
+    non_zero_idx: dict[str, np.ndarray] = {}
+    for name, ranked in rank.items():
+        row = n_nonzero[cond_row[name_to_condition[name]]]
+        non_zero = row > 0
+        non_dropout = non_zero | ctrl_zero
+        order = np.fromiter((gene_idx[g] for g in ranked), dtype=np.int64, count=len(ranked))
+        top_non_dropout[name] = var_names[order[non_dropout[order]][:20]]
+        top_non_zero[name] = var_names[order[non_zero[order]][:20]]
+        non_zero_idx[name] = np.flatnonzero(non_zero).astype(np.int64)
+        non_dropout_idx[name] = np.flatnonzero(non_dropout).astype(np.int64)
+    return {
+        "rank_genes_groups_cov_all": rank,
+        "top_non_dropout_de_20": top_non_dropout,
+        "top_non_zero_de_20": top_non_zero,
+        "non_dropout_gene_idx": non_dropout_idx,
+        "non_zeros_gene_idx": non_zero_idx,
+    }
+
+
+def pseudobulk_deltas(adata: AnnData, condition_key: str = "condition") -> pd.DataFrame:
+    """Pseudo-bulk delta profiles: mean ``X`` of each perturbation minus mean ``X`` of control.
+
+    Parameters
+    ----------
+    adata
+        Dataset with a ``ctrl`` condition.
+    condition_key
+        ``obs`` column holding the conditions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Perturbation condition (sorted, ``ctrl`` excluded) × ``var_names``, ``float64``.
+    """
+    conditions = adata.obs[condition_key].astype(str).to_numpy()
+    uniq, codes = np.unique(conditions, return_inverse=True)
+    if CONTROL not in uniq:
+        raise ValueError(f"obs[{condition_key!r}] has no {CONTROL!r} cells")
+    indicator = sp.csr_matrix(
+        (np.ones(len(codes), dtype=np.float64), (codes, np.arange(len(codes)))),
+        shape=(len(uniq), len(codes)),
+    )
+    x = adata.X
+    sums = indicator @ x
+    sums = np.asarray(sums.todense()) if sp.issparse(sums) else np.asarray(sums)
+    means = sums / np.bincount(codes, minlength=len(uniq))[:, None]
+    ctrl_row = int(np.flatnonzero(uniq == CONTROL)[0])
+    keep = np.arange(len(uniq)) != ctrl_row
+    return pd.DataFrame(
+        means[keep] - means[ctrl_row],
+        index=pd.Index(uniq[keep], name=condition_key),
+        columns=adata.var_names,
+    )
+
+
+def median_pairwise_delta_correlation(adata: AnnData, condition_key: str = "condition") -> float:
+    """Median pairwise Pearson correlation of the pseudo-bulk delta profiles.
+
+    Parameters
+    ----------
+    adata
+        Dataset with a ``ctrl`` condition.
+    condition_key
+        ``obs`` column holding the conditions.
+
+    Returns
+    -------
+    float
+        Median of the upper triangle (diagonal excluded) of the condition × condition Pearson
+        correlation matrix of :func:`pseudobulk_deltas`; ``nan`` with fewer than two
+        perturbations.
+    """
+    deltas = pseudobulk_deltas(adata, condition_key).to_numpy()
+    if deltas.shape[0] < 2:
+        return float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(deltas)
+    return float(np.nanmedian(corr[np.triu_indices_from(corr, k=1)]))
+
+
+def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -> Path:
+    """Write a simulated dataset as a GEARS dataset folder.
+
+    Writes ``folder/perturb_processed.h5ad`` and ``folder/gene_annotations.gmt`` (one line per
+    term: ``term_id <TAB> description <TAB> gene symbols...``). Each file is written to a
+    temporary file in ``folder`` and moved into place with ``os.replace``, so a reader never sees
+    a half-written file.
+
+    Parameters
+    ----------
+    sim
+        The simulated dataset.
+    folder
+        Output folder; created if missing.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / H5AD_NAME, lambda tmp: sim.adata.write_h5ad(tmp))
+    _atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
+    return folder
+
+
+def read_gmt(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a GMT file into a binary gene × term matrix.
+
+    Parameters
+    ----------
+    path
+        GMT file: ``term_id <TAB> description <TAB> gene <TAB> gene ...`` per line.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``int8`` 0/1 matrix; index: gene symbols (sorted, name ``gene_name``); columns: term ids
+        in file order (name ``term_id``).
+
+    Raises
+    ------
+    ValueError
+        If a line has fewer than two fields or a term id repeats.
+    """
+    terms: list[str] = []
+    members: list[list[str]] = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 2:
+                raise ValueError(f"{path}: line {line_no}: expected 'term<TAB>description<TAB>genes'")
+            terms.append(parts[0])
+            members.append([g for g in parts[2:] if g])
+    if len(set(terms)) != len(terms):
+        raise ValueError(f"{path}: repeated term ids")
+    genes = sorted({g for m in members for g in m})
+    gene_pos = {g: i for i, g in enumerate(genes)}
+    matrix = np.zeros((len(genes), len(terms)), dtype=np.int8)
+    for j, m in enumerate(members):
+        matrix[[gene_pos[g] for g in m], j] = 1
+    return pd.DataFrame(
+        matrix,
+        index=pd.Index(genes, name="gene_name"),
+        columns=pd.Index(terms, name="term_id"),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: simulate a dataset and write it as a GEARS folder.
+
+    Parameters
+    ----------
+    argv
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status (0 on success).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m perturb_assets.core.simulate",
+        description="Write a simulated Perturb-seq dataset in GEARS perturb_processed.h5ad layout.",
+    )
+    parser.add_argument("out_folder", type=Path, help="output folder")
+    parser.add_argument("--cells", type=int, default=6000)
+    parser.add_argument("--genes", type=int, default=1000)
+    parser.add_argument("--perturbations", type=int, default=120)
+    parser.add_argument("--combo-fraction", type=float, default=0.0)
+    parser.add_argument("--diversity", type=float, default=0.5)
+    parser.add_argument("--terms", type=int, default=300)
+    parser.add_argument("--modality", choices=MODALITIES, default="crispri")
+    parser.add_argument("--cell-type", default="K562")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-de", action="store_true", help="skip the GEARS DE-gene uns fields")
+    args = parser.parse_args(argv)
+    try:
+        sim = simulate_perturbseq(
+            n_cells=args.cells,
+            n_genes=args.genes,
+            n_perturbations=args.perturbations,
+            combo_fraction=args.combo_fraction,
+            diversity=args.diversity,
+            n_terms=args.terms,
+            modality=args.modality,
+            cell_type=args.cell_type,
+            seed=args.seed,
+            compute_de=not args.no_de,
+            progress=lambda message: print(message, flush=True),
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    folder = write_gears_dataset(sim, args.out_folder)
+    print(f"wrote {folder / H5AD_NAME} and {folder / GMT_NAME}", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Internals
+# ---------------------------------------------------------------------------------------------
+def _validate(
+    n_cells: int,
+    n_genes: int,
+    n_perturbations: int,
+    combo_fraction: float,
+    diversity: float,
+    n_terms: int,
+    modality: str,
+    cell_type: str,
+    n_programs: int | None,
+    unmeasured_fraction: float,
+) -> int:
+    """Check the parameters of :func:`simulate_perturbseq`; return the number of programs."""
+    for name, value in (
+        ("n_cells", n_cells),
+        ("n_genes", n_genes),
+        ("n_perturbations", n_perturbations),
+        ("n_terms", n_terms),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if n_genes < 10:
+        raise ValueError(f"n_genes must be at least 10, got {n_genes}")
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must lie in [0, 1], got {diversity!r}")
+    if not 0.0 <= combo_fraction < 1.0:
+        raise ValueError(f"combo_fraction must lie in [0, 1), got {combo_fraction!r}")
+    if not 0.0 <= unmeasured_fraction < 0.5:
+        raise ValueError(f"unmeasured_fraction must lie in [0, 0.5), got {unmeasured_fraction!r}")
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if not isinstance(cell_type, str) or not cell_type or "_" in cell_type:
+        raise ValueError(f"cell_type must be a non-empty string without '_', got {cell_type!r}")
+    if n_perturbations > n_genes:
+        raise ValueError(
+            f"n_perturbations ({n_perturbations}) must not exceed n_genes ({n_genes}): "
+            "perturbation targets are drawn from the genes"
+        )
+    n_combo = int(round(combo_fraction * n_perturbations))
+    n_single = n_perturbations - n_combo
+    if n_combo > 0:
+        n_combo_only = int(round(_COMBO_ONLY_FRACTION * n_combo))
+        n_pairs = n_single * (n_single - 1) // 2 + n_single * n_combo_only
+        if n_single < 2 or n_pairs < n_combo:
+            raise ValueError(
+                f"combo_fraction {combo_fraction} leaves {n_single} single perturbations, too few "
+                f"to build {n_combo} distinct combinations; lower combo_fraction"
+            )
+    max_ctrl = max(_MIN_CELLS, int(round(_CONTROL_SHARE[1] * n_cells)))
+    if n_cells - max_ctrl < _MIN_CELLS * n_perturbations:
+        need = int(np.ceil(_MIN_CELLS * n_perturbations / (1.0 - _CONTROL_SHARE[1]))) + 1
+        raise ValueError(
+            f"n_cells ({n_cells}) is too few for {n_perturbations} perturbations: every condition "
+            f"needs at least {_MIN_CELLS} cells and control ~{_CONTROL_SHARE[1]:.0%}; use at "
+            f"least {need} cells"
+        )
+    if n_programs is None:
+        n_programs = int(np.clip(round(n_genes / 40), 8, 40))
+    if isinstance(n_programs, bool) or not isinstance(n_programs, int | np.integer):
+        raise ValueError(f"n_programs must be an integer, got {n_programs!r}")
+    if not 2 <= n_programs <= n_genes // 2:
+        raise ValueError(f"n_programs must lie in [2, n_genes / 2], got {n_programs}")
+    return int(n_programs)
+
+
+def _percentile_rank(values: np.ndarray) -> np.ndarray:
+    """Rank of every value, scaled to [0, 1]."""
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(len(values), dtype=np.float64)
+    rank[order] = np.arange(len(values))
+    return rank / max(len(values) - 1, 1)
+
+
+def _rms(values: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Root mean square of ``values`` (over ``mask`` when given)."""
+    v = values if mask is None else values[mask]
+    return float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))) if v.size else 0.0
+
+
+def _sparse_unit_rows(
+    rng: np.random.Generator, n_rows: int, n_cols: int, density: float, measured: np.ndarray
+) -> np.ndarray:
+    """Sparse Gaussian rows, each with unit RMS over the measured genes."""
+    rows = rng.normal(0.0, 1.0, (n_rows, n_cols)) * (rng.random((n_rows, n_cols)) < density)
+    rms = np.sqrt(np.mean(np.square(rows[:, measured]), axis=1))
+    return rows / np.maximum(rms, 1e-12)[:, None]
+
+
+def _program_responses(
+    rng: np.random.Generator, primary: np.ndarray, n_programs: int, measured: np.ndarray
+) -> np.ndarray:
+    """Signed sparse downstream response of every program (program × gene, unit RMS rows)."""
+    n_universe = len(primary)
+    own = primary[None, :] == np.arange(n_programs)[:, None]
+    hit = (own & (rng.random((n_programs, n_universe)) < _PROGRAM_MEMBER_HIT_PROB)) | (
+        rng.random((n_programs, n_universe)) < _PROGRAM_RANDOM_HIT_PROB
+    )
+    direction = np.where(rng.random(n_programs) < 0.5, -1.0, 1.0)[:, None]
+    flip = np.where(rng.random((n_programs, n_universe)) < _PROGRAM_SIGN_CONSISTENCY, 1.0, -1.0)
+    magnitude = np.exp(rng.normal(0.0, 0.5, (n_programs, n_universe)))
+    responses = direction * flip * magnitude * hit
+    rms = np.sqrt(np.mean(np.square(responses[:, measured]), axis=1))
+    return (responses / np.maximum(rms, 1e-12)[:, None]).astype(np.float64)
+
+
+def _common_response(
+    rng: np.random.Generator, expr_rank: np.ndarray, measured: np.ndarray
+) -> np.ndarray:
+    """Generic perturbation response shared by all perturbations (unit RMS).
+
+    Biased towards highly expressed genes (stress, ribosome, proliferation genes) and mostly
+    negative.
+    """
+    n_universe = len(expr_rank)
+    hit = rng.random(n_universe) < 0.1 + 0.5 * expr_rank
+    sign = np.where(rng.random(n_universe) < 0.65, -1.0, 1.0)
+    values = sign * np.abs(rng.standard_t(4, n_universe)) * hit
+    return values / max(_rms(values, measured), 1e-12)
+
+
+def _phase_multipliers(rng: np.random.Generator, n_universe: int) -> np.ndarray:
+    """Expression multipliers of the G1, S and G2M cell-cycle phases (phase × gene, float32)."""
+    log_mult = np.zeros((len(_PHASE_PROBS), n_universe))
+    n_cycle = max(1, int(round(_CYCLE_GENE_FRACTION * n_universe)))
+    genes = rng.choice(n_universe, size=2 * n_cycle, replace=False)
+    log_mult[1, genes[:n_cycle]] = rng.normal(1.0, 0.3, n_cycle)
+    log_mult[2, genes[n_cycle:]] = rng.normal(1.0, 0.3, n_cycle)
+    return np.exp(log_mult).astype(np.float32)
+
+
+def _cells_per_condition(rng: np.random.Generator, n_cells: int, n_conditions: int) -> np.ndarray:
+    """Cells of every condition: control 10-15 %, the rest shared with variation, all >= 5."""
+    n_pert = n_conditions - 1
+    n_ctrl = max(_MIN_CELLS, int(round(rng.uniform(*_CONTROL_SHARE) * n_cells)))
+    n_ctrl = min(n_ctrl, n_cells - _MIN_CELLS * n_pert)
+    weights = np.exp(rng.normal(0.0, _CELLS_PER_CONDITION_LOG_SD, n_pert))
+    extra = rng.multinomial(n_cells - n_ctrl - _MIN_CELLS * n_pert, weights / weights.sum())
+    return np.concatenate([[n_ctrl], _MIN_CELLS + extra]).astype(np.int64)
+
+
+def _draw_combinations(
+    rng: np.random.Generator, singles: np.ndarray, combo_only: np.ndarray, n_combo: int
+) -> list[tuple[int, int]]:
+    """Distinct unordered gene pairs, mostly of genes that are also perturbed alone."""
+    pairs: list[tuple[int, int]] = []
+    seen: set[frozenset[int]] = set()
+    # Every combination-only gene appears at least once, paired with a single gene.
+    queue = [int(g) for g in combo_only]
+    attempts = 0
+    while len(pairs) < n_combo:
+        attempts += 1
+        if attempts > 1000 * (n_combo + 10):
+            raise ValueError(f"could not draw {n_combo} distinct combinations")
+        if queue:
+            pair = (int(rng.choice(singles)), queue[-1])
+        elif len(combo_only) and rng.random() < _COMBO_ONLY_FRACTION:
+            pair = (int(rng.choice(singles)), int(rng.choice(combo_only)))
+        else:
+            a, b = rng.choice(singles, size=2, replace=False)
+            pair = (int(a), int(b))
+        key = frozenset(pair)
+        if key in seen:
+            continue
+        if queue:
+            queue.pop()
+        seen.add(key)
+        pairs.append(pair if rng.random() < 0.5 else (pair[1], pair[0]))
+    return pairs
+
+
+def _sample_nb(
+    rng: np.random.Generator, lam: np.ndarray, theta: np.ndarray
+) -> np.ndarray:
+    """Negative binomial counts with means ``lam`` (cells × genes) and inverse dispersion.
+
+    Entries with a small mean are sampled by inverting the CDF from one uniform draw, which
+    only iterates over the (few) non-zero entries; entries with a large mean are drawn with
+    ``Generator.negative_binomial``. Both are exact samples of NB(mean, theta).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int32`` counts, same shape as ``lam``.
+    """
+    shape = lam.shape
+    theta_b = np.broadcast_to(theta[None, :], shape)
+    p_zero = np.power(1.0 + lam / theta_b, -theta_b, dtype=np.float32)
+    u = rng.random(shape, dtype=np.float32)
+    direct = lam > _NB_DIRECT_LAMBDA
+    out = np.zeros(shape, dtype=np.int32)
+
+    idx = np.flatnonzero((u > p_zero) & ~direct)
+    if idx.size:
+        lam_s = lam.ravel()[idx].astype(np.float64)
+        th_s = theta_b.ravel()[idx].astype(np.float64)
+        u_s = u.ravel()[idx].astype(np.float64)
+        q = lam_s / (th_s + lam_s)
+        pk = np.exp(th_s * np.log1p(-q))
+        cdf = pk.copy()
+        result = np.ones(idx.size, dtype=np.int32)
+        active = np.arange(idx.size)
+        k = 0
+        while active.size:
+            k += 1
+            pk = pk * ((k - 1 + th_s) / k) * q
+            cdf = cdf + pk
+            done = cdf >= u_s
+            if k >= 10_000:
+                done[:] = True
+            result[active[done]] = max(k, 1)
+            keep = ~done
+            active, pk, cdf, th_s, q, u_s = (
+                active[keep],
+                pk[keep],
+                cdf[keep],
+                th_s[keep],
+                q[keep],
+                u_s[keep],
+            )
+        out.ravel()[idx] = result
+
+    idx = np.flatnonzero(direct)
+    if idx.size:
+        lam_s = lam.ravel()[idx].astype(np.float64)
+        th_s = theta_b.ravel()[idx].astype(np.float64)
+        out.ravel()[idx] = rng.negative_binomial(th_s, th_s / (th_s + lam_s))
+    return out
+
+
+def _sample_counts(
+    rng: np.random.Generator,
+    *,
+    mu: np.ndarray,
+    theta: np.ndarray,
+    effects: np.ndarray,
+    cond_of_cell: np.ndarray,
+    level_of_cell: np.ndarray,
+    phase_of_cell: np.ndarray,
+    phase_multiplier: np.ndarray,
+    library: np.ndarray,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Sample the count matrix chunk by chunk; return (counts, log-normalised X) as CSR."""
+    n_cells = len(cond_of_cell)
+    n_genes = len(mu)
+    n_levels = len(_PENETRANCE_LEVELS)
+    # Expected expression of every (condition, penetrance level): (conditions * levels) × genes.
+    table = (
+        mu[None, None, :] * np.exp(_PENETRANCE_LEVELS[None, :, None] * effects[:, None, :])
+    ).astype(np.float32)
+    table = table.reshape(-1, n_genes)
+    key = cond_of_cell * n_levels + level_of_cell
+    chunk = max(1, _CHUNK_ENTRIES // n_genes)
+    data_parts: list[np.ndarray] = []
+    x_parts: list[np.ndarray] = []
+    index_parts: list[np.ndarray] = []
+    row_nnz = np.zeros(n_cells, dtype=np.int64)
+    for start in range(0, n_cells, chunk):
+        stop = min(start + chunk, n_cells)
+        lam = table[key[start:stop]]
+        lam *= phase_multiplier[phase_of_cell[start:stop]]
+        lam *= library[start:stop, None]
+        block = _sample_nb(rng, lam, theta)
+        del lam
+        flat = np.flatnonzero(block)
+        rows = flat // n_genes
+        values = block.ravel()[flat].astype(np.float32)
+        totals = block.sum(axis=1, dtype=np.float64)
+        factor = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+        data_parts.append(values)
+        x_parts.append(np.log1p(values * factor[rows].astype(np.float32)))
+        index_parts.append((flat % n_genes).astype(np.int32))
+        row_nnz[start:stop] = np.bincount(rows, minlength=stop - start)
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(row_nnz, out=indptr[1:])
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    indices = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int32)
+    del index_parts
+    counts = sp.csr_matrix(
+        (np.concatenate(data_parts), indices, indptr), shape=(n_cells, n_genes), copy=False
+    )
+    del data_parts
+    x = sp.csr_matrix(
+        (np.concatenate(x_parts), indices.copy(), indptr.copy()),
+        shape=(n_cells, n_genes),
+        copy=False,
+    )
+    return counts, x
+
+
+def _annotations(
+    rng: np.random.Generator,
+    primary: np.ndarray,
+    membership: np.ndarray,
+    n_terms: int,
+    symbols: np.ndarray,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """GO-like binary gene × term matrix carrying noisy program membership."""
+    n_universe, n_programs = membership.shape
+    # A fraction of genes is annotated to a wrong program (imperfect prior knowledge).
+    annotated_program = primary.copy()
+    wrong = rng.random(n_universe) < _MISANNOTATED_FRACTION
+    annotated_program[wrong] = rng.integers(0, n_programs, int(wrong.sum()))
+    secondary = np.where(membership > 0, membership, 0.0)
+    secondary[np.arange(n_universe), primary] = 0.0
+
+    matrix = np.zeros((n_universe, n_terms), dtype=np.int8)
+    descriptions: list[str] = []
+    kinds = rng.choice(3, size=n_terms, p=[0.8, 0.1, 0.1])  # program, mixture, broad
+    for j in range(n_terms):
+        kind = kinds[j]
+        if kind == 2:
+            size = int(rng.integers(max(5, n_universe // 20), max(6, n_universe // 6)))
+            matrix[rng.choice(n_universe, size=size, replace=False), j] = 1
+            descriptions.append("simulated broad process")
+            continue
+        programs = [j % n_programs] if kind == 0 else rng.choice(n_programs, 2, replace=False)
+        include = np.zeros(n_universe, dtype=bool)
+        for k in programs:
+            p_in = rng.uniform(0.25, 0.7)
+            own = annotated_program == k
+            include |= own & (rng.random(n_universe) < p_in)
+            include |= (secondary[:, k] > 0) & (rng.random(n_universe) < 0.5 * p_in)
+        n_random = rng.poisson(max(1.0, 0.25 * include.sum()))
+        include[rng.choice(n_universe, size=min(n_random, n_universe), replace=False)] = True
+        matrix[include, j] = 1
+        label = " and ".join(f"program {int(k)}" for k in programs)
+        descriptions.append(f"simulated {label}")
+    # Every gene gets at least a few terms, preferably of its annotated program.
+    term_program = np.array([j % n_programs if kinds[j] == 0 else -1 for j in range(n_terms)])
+    n_min = min(_MIN_TERMS_PER_GENE, n_terms)
+    for g in np.flatnonzero(matrix.sum(axis=1) < n_min):
+        have = np.flatnonzero(matrix[g])
+        candidates = np.setdiff1d(np.flatnonzero(term_program == annotated_program[g]), have)
+        others = np.setdiff1d(np.arange(n_terms), np.concatenate([have, candidates]))
+        need = n_min - len(have)
+        chosen = rng.permutation(candidates)[:need]
+        if len(chosen) < need:
+            chosen = np.concatenate([chosen, rng.choice(others, need - len(chosen), replace=False)])
+        matrix[g, chosen] = 1
+    term_ids = [f"GO:SIM{j + 1:07d}" for j in range(n_terms)]
+    annotations = pd.DataFrame(
+        matrix,
+        index=pd.Index(symbols.astype(str), name="gene_name"),
+        columns=pd.Index(term_ids, name="term_id"),
+    )
+    return annotations, pd.Series(descriptions, index=pd.Index(term_ids, name="term_id"))
+
+
+def _write_gmt(sim: SimulatedDataset, path: Path) -> None:
+    """Write the annotation matrix as a GMT file."""
+    ann = sim.annotations
+    genes = ann.index.to_numpy().astype(str)
+    matrix = ann.to_numpy()
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for j, term in enumerate(ann.columns):
+            description = str(sim.term_descriptions.get(term, term)).replace("\t", " ")
+            members = genes[matrix[:, j] != 0]
+            handle.write("\t".join([str(term), description, *members]) + "\n")
+
+
+def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
+    """Write ``final`` through a temporary file in the same folder and ``os.replace``."""
+    fd, tmp_name = tempfile.mkstemp(
+        dir=final.parent, prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}"
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _barcodes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` unique 10x-style cell barcodes (16 nucleotides + ``-1``)."""
+    codes = rng.integers(0, 4**16, size=n, dtype=np.uint64)
+    while True:
+        _, first = np.unique(codes, return_index=True)
+        dup = np.setdiff1d(np.arange(n), first)
+        if dup.size == 0:
+            break
+        codes[dup] = rng.integers(0, 4**16, size=dup.size, dtype=np.uint64)
+    shifts = (2 * np.arange(15, -1, -1)).astype(np.uint64)
+    digits = ((codes[:, None] >> shifts[None, :]) & np.uint64(3)).astype(np.uint8)
+    letters = np.frombuffer(b"ACGT", dtype=np.uint8)[digits]
+    seqs = np.ascontiguousarray(letters).view("S16").ravel().astype(str)
+    return np.char.add(seqs, "-1").astype(object)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

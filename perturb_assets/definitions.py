@@ -1,0 +1,42 @@
+"""The code location: everything under ``defs/`` plus the resources and executor.
+
+Environment:
+- ``PERTURB_ASSETS_DATA_ROOT``: data root (default ``./data``).
+- ``PERTURB_ASSETS_EXECUTOR``: ``in_process``, ``multiprocess`` (default) or ``k8s``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+import perturb_assets.defs
+from perturb_assets.config import assets_dir
+from perturb_assets.defs.io_managers import LocalAssetIOManager
+from perturb_assets.defs.resources import default_data_sources
+
+
+def _executor() -> dg.ExecutorDefinition:
+    kind = os.environ.get("PERTURB_ASSETS_EXECUTOR", "multiprocess")
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "multiprocess":
+        return dg.multiprocess_executor.configured({"max_concurrent": 2})
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"PERTURB_ASSETS_EXECUTOR={kind!r}; use 'in_process', 'multiprocess' or 'k8s'")
+
+
+defs = dg.Definitions.merge(
+    dg.load_defs(perturb_assets.defs),
+    dg.Definitions(
+        resources={
+            "io_manager": LocalAssetIOManager(base_dir=str(assets_dir())),
+            "data_sources": default_data_sources(),
+        },
+        executor=_executor(),
+    ),
+)

@@ -1,0 +1,1 @@
+"""Dataset layer: raw data, normalised expression, split, pseudo-bulk and DE genes."""

@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests never touch the repo's data/ or .dagster_home/."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_root(tmp_path_factory, monkeypatch):
+    root = tmp_path_factory.mktemp("data_root")
+    monkeypatch.setenv("PERTURB_ASSETS_DATA_ROOT", str(root))
+    yield root
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if has_gpu:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run through the device machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

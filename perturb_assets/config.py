@@ -5,7 +5,8 @@ the working directory, which is the repository root for ``dagster dev`` and the 
 
 Layout under the data root::
 
-    raw/<dataset>/             downloaded or generated GEARS folders (perturb_processed.h5ad)
+    downloads/<dataset>.zip    downloaded GEARS archives (with a .sha256 sidecar)
+    gears/<dataset>/           unpacked or simulated GEARS folders (perturb_processed.h5ad)
     datasets/<name>/ | <name>.h5ad   user datasets: each becomes a partition
     embeddings/                user-supplied gene-embedding files
     annotations/               user-supplied GO annotation files (GAF or GMT)
@@ -23,14 +24,6 @@ DATA_ROOT_ENV = "PERTURB_ASSETS_DATA_ROOT"
 def data_root() -> Path:
     """The data root: ``$PERTURB_ASSETS_DATA_ROOT`` or ``./data``."""
     return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser().resolve()
-
-
-def raw_dir(root: Path | None = None) -> Path:
-    return (root or data_root()) / "raw"
-
-
-def user_datasets_dir(root: Path | None = None) -> Path:
-    return (root or data_root()) / "datasets"
 
 
 def assets_dir(root: Path | None = None) -> Path:

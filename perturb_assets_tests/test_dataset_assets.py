@@ -105,7 +105,7 @@ def test_bad_file_fails_with_its_name_and_keeps_previous_expression(tmp_path):
     assert _materialize(tmp_path).success
     zarr = tmp_path / "assets" / "expression" / "synthetic.zarr"
     before = ad.read_zarr(zarr).X.sum()
-    h5ad = tmp_path / "raw" / "synthetic" / "perturb_processed.h5ad"
+    h5ad = tmp_path / "gears" / "synthetic" / "perturb_processed.h5ad"
     # Someone corrupts the raw file after raw_dataset was recorded: expression must refuse.
     h5ad.write_bytes(h5ad.read_bytes()[:1000])
     result = _materialize(tmp_path, selection=[A.expression], raise_on_error=False)

@@ -16,19 +16,22 @@ ranked lists are identical to scanpy's, tie order included.
 How the scores are reproduced exactly
 -------------------------------------
 *t-test* (scanpy's default ``"t-test"``: Welch's t, unequal variances). Per-group sums and sums
-of squares come from one sparse group-indicator product each
-(:func:`perturb_assets.core.pseudobulk.group_sums`, float64 accumulation). Means and variances
+of squares of all groups come from one pass over ``X``: the group-indicator product
+``G @ X`` and ``G @ (X * X)`` of :func:`perturb_assets.core.pseudobulk.group_sums` (float64
+accumulation, ``X`` neither densified nor copied). Means and variances
 then follow scanpy's ``_get_mean_var`` formula step by step (``mean = sum / n``,
 ``var = (sumsq / n - mean**2) * (n / (n - 1))``, with the square of a float32 value rounded to
 float32 for CSR and dense ``X`` exactly as scanpy's kernels do), and the statistic follows
 ``scipy.stats.ttest_ind_from_stats(..., equal_var=False)`` operation by operation, including
 scanpy's ``std = sqrt(var)`` that scipy squares again. Scores that are NaN (a gene with zero
 variance and equal means in the group and the reference, e.g. never expressed) become ``0``, as
-in scanpy; ``inf`` (zero variance on both sides, different means) is kept, as in scanpy. Sums of
-float32 log-normalised values are exact in float64 whatever the summation order (all terms are
-multiples of a common power of two and the totals stay below 2**53 of it), so the scores are
-bit-for-bit those of scanpy; for data where that does not hold they can differ in the last bit,
-which can only reorder two genes whose scores agree to ~1e-16.
+in scanpy; ``inf`` (zero variance on both sides, different means) is kept, as in scanpy. The
+float64 sums are computed in a different order than scanpy's, but for float32 data with a
+moderate dynamic range, such as log-normalised counts, they are exact in any order (every term
+and every square is a multiple of the smallest term's last-place unit, and the totals stay
+far below 2**53 such units), so the scores are bit-for-bit those of scanpy (the tests check
+this). For data where that does not hold, a score can differ in its last bit, which can only
+swap two genes whose scores agree to ~1e-16.
 
 *wilcoxon* (scanpy's default ``tie_correct=False``). scanpy ranks the group together with the
 reference cells (average ranks for ties) and sums the group's ranks. The same rank sum is
@@ -53,7 +56,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from perturb_assets.core.conditions import parse_condition
-from perturb_assets.core.pseudobulk import group_codes, group_sums
+from perturb_assets.core.pseudobulk import group_codes, group_order, group_sums
 
 __all__ = ["DEMethod", "de_scores", "rank_de_genes", "select_top_n", "top_de_genes"]
 
@@ -285,8 +288,7 @@ def top_de_genes(
 def _welch_t_scores(x: Any, codes: np.ndarray, sizes: np.ndarray, iref: int) -> np.ndarray:
     """Welch t of every non-reference group vs the reference, as scanpy computes it."""
     n_groups = sizes.size
-    sums = group_sums(x, codes, n_groups)
-    sumsq = group_sums(x, codes, n_groups, squares=True)
+    sums, sumsq = group_sums(x, codes, n_groups, squares=True)
     n = sizes.astype(np.float64)[:, None]
     # scanpy's _get_mean_var: mean = sum / n; var = (sumsq / n - mean**2) * (n / (n - 1))
     means = sums / n
@@ -478,10 +480,7 @@ def _wilcoxon_scores(x: Any, codes: np.ndarray, sizes: np.ndarray, iref: int) ->
             zero_count,
         )
     else:
-        grouped = np.flatnonzero(cell_row >= 0)
-        order = grouped[np.argsort(cell_row[grouped], kind="stable")]
-        starts = np.zeros(n_groups, dtype=np.int64)
-        np.cumsum(test_sizes, out=starts[1:])
+        order, starts = group_order(cell_row, n_groups - 1)
         if sparse.issparse(x):
             twice_u = _twice_u_rows_sparse(
                 x.data,

@@ -2,11 +2,12 @@
 
 A Perturb-seq dataset such as Replogle K562 holds ~160,000 cells x 5,000 genes in a sparse
 matrix. The obvious ``adata.to_df().groupby(adata.obs["condition"]).mean()`` densifies that
-matrix (~3 GB in float32) and then copies it again inside pandas. This module instead builds a
-sparse *group-indicator* matrix ``G`` (``n_groups x n_cells``, one ``1.0`` per cell) and computes
-the per-group sums as the sparse product ``G @ X``. ``X`` is never densified: the product runs
-over blocks of rows of ``X`` (blocks of columns for CSC), each cast to float64, so the extra
-memory is one block plus the ``n_groups x n_genes`` result, and sums are accumulated in float64.
+matrix (~3 GB in float32) and then works through every dense value. The per-group sums are the
+product ``G @ X`` of a sparse *group-indicator* matrix ``G`` (``n_groups x n_cells``, one ``1``
+per cell; :func:`group_indicator`) with ``X``; this module computes that product with a fused
+numba kernel (:func:`group_sums`) that visits every stored value of ``X`` once, accumulates in
+float64, copies nothing and needs no memory beyond the ``n_groups x n_genes`` result. Dividing
+by the group sizes gives the means.
 
 The same group sums (and sums of squares) are what :mod:`perturb_assets.core.de` needs for a
 Welch t-test, so :func:`group_sums` is shared with it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -24,14 +26,11 @@ from scipy import sparse
 __all__ = [
     "group_codes",
     "group_indicator",
+    "group_order",
     "group_sizes",
     "group_sums",
     "pseudobulk",
 ]
-
-#: Target number of stored entries per block of ``X`` in :func:`group_sums`. A block is cast to
-#: float64 (8 bytes per entry), so this bounds the temporary memory at roughly 130 MB.
-_BLOCK_NNZ = 1 << 24
 
 
 def group_codes(adata: AnnData, groupby: str = "condition") -> tuple[np.ndarray, pd.Index]:
@@ -104,118 +103,192 @@ def group_indicator(codes: np.ndarray, n_groups: int, dtype: Any = np.float64) -
     )
 
 
-def _square(block: Any, dtype: np.dtype) -> Any:
-    """Element-wise square of ``block`` computed in ``dtype`` (sparse stays sparse)."""
-    if sparse.issparse(block):
-        out = block.astype(dtype, copy=True)
-        out.data *= out.data
-        return out
-    block = np.asarray(block, dtype=dtype)
-    return block * block
+def group_order(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cells sorted by group: ``order[starts[g]:starts[g + 1]]`` are the cells of group ``g``.
+
+    Parameters
+    ----------
+    codes
+        Group code of every cell (``-1``: in no group; such cells are left out).
+    n_groups
+        Number of groups.
+
+    Returns
+    -------
+    order : numpy.ndarray
+        ``int64`` cell indices, grouped, in their original order within a group.
+    starts : numpy.ndarray
+        ``int64`` offsets into ``order``, length ``n_groups + 1``.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    grouped = np.flatnonzero(codes >= 0)
+    order = grouped[np.argsort(codes[grouped], kind="stable")]
+    starts = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes[grouped], minlength=n_groups), out=starts[1:])
+    return order, starts
+
+
+@numba.njit(cache=True, parallel=True)
+def _sums_rows_sparse(
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    codes: np.ndarray,
+    n_groups: int,
+    n_genes: int,
+    n_blocks: int,
+    want_squares: bool,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Group sums (and sums of squares, squared in the data dtype) of CSR rows.
+
+    Rows are read in storage order (sequential memory access). With ``n_blocks > 1`` (sorted
+    column indices required) each thread owns a block of genes and finds its part of every row
+    by binary search, so threads never write the same element and need no private buffers.
+    """
+    n_rows = indptr.size - 1
+    sums = np.zeros((n_groups, n_genes), dtype=np.float64)
+    squares = np.zeros((n_groups if want_squares else 0, n_genes), dtype=np.float64)
+    for b in numba.prange(n_blocks):
+        lo = b * n_genes // n_blocks
+        hi = (b + 1) * n_genes // n_blocks
+        for r in range(n_rows):
+            g = codes[r]
+            if g < 0:
+                continue
+            start = indptr[r]
+            stop = indptr[r + 1]
+            if n_blocks > 1:
+                segment = indices[start:stop]
+                stop = start + np.searchsorted(segment, hi)
+                start = start + np.searchsorted(segment, lo)
+            row_sums = sums[g]
+            if want_squares:
+                row_squares = squares[g]
+                for p in range(start, stop):
+                    v = data[p]
+                    j = indices[p]
+                    row_sums[j] += v
+                    row_squares[j] += v * v
+            else:
+                for p in range(start, stop):
+                    row_sums[indices[p]] += data[p]
+    return sums, squares
+
+
+@numba.njit(cache=True, parallel=True)
+def _sums_rows_dense(
+    x: np.ndarray, codes: np.ndarray, n_groups: int, n_blocks: int, want_squares: bool
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Group sums (and sums of squares, squared in the data dtype) of dense rows."""
+    n_rows, n_genes = x.shape
+    sums = np.zeros((n_groups, n_genes), dtype=np.float64)
+    squares = np.zeros((n_groups if want_squares else 0, n_genes), dtype=np.float64)
+    for b in numba.prange(n_blocks):
+        lo = b * n_genes // n_blocks
+        hi = (b + 1) * n_genes // n_blocks
+        for r in range(n_rows):
+            g = codes[r]
+            if g < 0:
+                continue
+            row_sums = sums[g]
+            if want_squares:
+                row_squares = squares[g]
+                for j in range(lo, hi):
+                    v = x[r, j]
+                    row_sums[j] += v
+                    row_squares[j] += v * v
+            else:
+                for j in range(lo, hi):
+                    row_sums[j] += x[r, j]
+    return sums, squares
+
+
+@numba.njit(cache=True, parallel=True)
+def _sums_cols_sparse(
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    codes: np.ndarray,
+    n_groups: int,
+    want_squares: bool,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Group sums (and sums of float64 squares) of CSC columns."""
+    n_genes = indptr.size - 1
+    sums = np.zeros((n_groups, n_genes), dtype=np.float64)
+    squares = np.zeros((n_groups if want_squares else 0, n_genes), dtype=np.float64)
+    for j in numba.prange(n_genes):
+        col_sums = np.zeros(n_groups, dtype=np.float64)
+        col_squares = np.zeros(n_groups if want_squares else 0, dtype=np.float64)
+        for p in range(indptr[j], indptr[j + 1]):
+            g = codes[indices[p]]
+            if g < 0:
+                continue
+            v = np.float64(data[p])
+            col_sums[g] += v
+            if want_squares:
+                col_squares[g] += v * v
+        sums[:, j] = col_sums
+        if want_squares:
+            squares[:, j] = col_squares
+    return sums, squares
 
 
 def group_sums(
-    x: Any,
-    codes: np.ndarray,
-    n_groups: int,
-    *,
-    squares: bool = False,
-    block_nnz: int = _BLOCK_NNZ,
-) -> np.ndarray:
-    """Per-group column sums of ``x`` (or of ``x**2``) in float64, without densifying ``x``.
+    x: Any, codes: np.ndarray, n_groups: int, *, squares: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-group column sums of ``x`` (and of ``x**2``) in float64, without densifying ``x``.
 
-    Computes ``G @ x`` with the sparse indicator ``G`` of :func:`group_indicator`, block by
-    block: blocks of rows for CSR and dense ``x``, blocks of columns for CSC ``x`` (the cheap
-    slicing direction of each format). Each block is cast to float64 before the product, so
-    every sum is accumulated in float64; ``x`` itself is neither densified nor modified.
+    Mathematically this is the product ``G @ x`` with the sparse indicator ``G`` of
+    :func:`group_indicator`. It is computed by a fused numba kernel that reads every stored
+    value of ``x`` once and adds it (as float64) to its group's row: scipy's general sparse
+    product is two passes over ``x`` plus a float64 copy of its values, and was too slow and too
+    memory-hungry for a Replogle-sized matrix. No copy of ``x`` is made; the only memory is the
+    result. Work is split over blocks of genes across numba threads (for CSR this needs sorted
+    column indices, otherwise one thread is used), so no two threads write the same element.
 
     Parameters
     ----------
     x
-        ``n_cells x n_genes`` matrix: a numpy array or a scipy sparse CSR/CSC matrix or array.
+        ``n_cells x n_genes`` matrix: a numpy array or a scipy sparse matrix or array (CSR and
+        CSC are used as they are; other sparse formats are converted to CSR once).
     codes
         Group code of every cell (``-1``: in no group).
     n_groups
         Number of groups.
     squares
-        Sum ``x * x`` instead of ``x``. The square is computed the way scanpy's
-        ``_get_mean_var`` computes it, so variances match scanpy bit for bit whenever the sums
-        are exact: in ``x``'s own dtype for CSR and dense ``x`` (for float32 data, the square
-        is rounded to float32 before it is added in float64), and in float64 for CSC ``x``.
-    block_nnz
-        Approximate number of matrix entries per block; bounds the temporary memory.
+        Also sum ``x * x``. The square is computed the way scanpy's ``_get_mean_var`` computes
+        it, so variances match scanpy bit for bit whenever the sums are exact: in ``x``'s own
+        dtype for CSR and dense ``x`` (for float32 data the square is rounded to float32 before
+        it is added in float64), and in float64 for CSC ``x``.
 
     Returns
     -------
-    numpy.ndarray
+    sums : numpy.ndarray
         ``float64`` array of shape ``(n_groups, n_genes)``.
+    sums_of_squares : numpy.ndarray or None
+        Same shape, or ``None`` unless ``squares``.
     """
     codes = np.asarray(codes, dtype=np.int64)
     n_cells, n_genes = x.shape
     if codes.shape != (n_cells,):
         raise ValueError(f"codes has shape {codes.shape}; expected ({n_cells},)")
-    out = np.zeros((n_groups, n_genes), dtype=np.float64)
-    if n_cells == 0 or n_genes == 0:
-        return out
-    square_dtype = np.dtype(np.float64)
-
+    if codes.size and codes.max() >= n_groups:
+        raise ValueError(f"codes must be < n_groups ({n_groups})")
+    n_threads = numba.get_num_threads()
     if sparse.issparse(x) and x.format == "csc":
-        indicator = group_indicator(codes, n_groups)
-        indptr = x.indptr
-        step = _block_len(indptr, block_nnz, n_genes)
-        for left in range(0, n_genes, step):
-            right = min(left + step, n_genes)
-            start, stop = int(indptr[left]), int(indptr[right])
-            block = sparse.csc_matrix(
-                (x.data[start:stop], x.indices[start:stop], indptr[left : right + 1] - start),
-                shape=(n_cells, right - left),
-            )
-            block = _square(block, square_dtype) if squares else block.astype(np.float64)
-            out[:, left:right] = (indicator @ block).toarray()
-        return out
-
-    if sparse.issparse(x):
+        sums, sq = _sums_cols_sparse(x.data, x.indices, x.indptr, codes, n_groups, squares)
+    elif sparse.issparse(x):
         if x.format != "csr":
             x = sparse.csr_matrix(x)  # e.g. COO: one conversion, still sparse
-        indptr = x.indptr
-        square_dtype = x.dtype
-        step = _block_len(indptr, block_nnz, n_cells)
+        # gene blocks need sorted column indices to find a block by binary search
+        n_blocks = min(n_threads, n_genes) if n_threads > 1 and x.has_sorted_indices else 1
+        sums, sq = _sums_rows_sparse(
+            x.data, x.indices, x.indptr, codes, n_groups, n_genes, max(n_blocks, 1), squares
+        )
     else:
-        x = np.asarray(x)
-        square_dtype = x.dtype
-        step = max(1, block_nnz // max(n_genes, 1))
-
-    for top in range(0, n_cells, step):
-        bottom = min(top + step, n_cells)
-        block_codes = codes[top:bottom]
-        if not np.any(block_codes >= 0):
-            continue
-        indicator = group_indicator(block_codes, n_groups)
-        if sparse.issparse(x):
-            start, stop = int(indptr[top]), int(indptr[bottom])
-            block = sparse.csr_matrix(
-                (x.data[start:stop], x.indices[start:stop], indptr[top : bottom + 1] - start),
-                shape=(bottom - top, n_genes),
-            )
-        else:
-            block = x[top:bottom]
-        if squares:
-            block = _square(block, square_dtype)
-        if sparse.issparse(block):
-            block = block.astype(np.float64)
-            out += (indicator @ block).toarray()
-        else:
-            out += indicator @ np.asarray(block, dtype=np.float64)
-    return out
-
-
-def _block_len(indptr: np.ndarray, block_nnz: int, n_major: int) -> int:
-    """Number of major-axis slices per block so a block holds about ``block_nnz`` entries."""
-    nnz = int(indptr[-1])
-    if nnz == 0:
-        return n_major
-    per_slice = nnz / n_major
-    return max(1, int(block_nnz // max(per_slice, 1.0)))
+        n_blocks = max(1, min(n_threads, n_genes))
+        sums, sq = _sums_rows_dense(np.asarray(x), codes, n_groups, n_blocks, squares)
+    return sums, (sq if squares else None)
 
 
 def group_sizes(adata: AnnData, groupby: str = "condition") -> pd.Series:
@@ -248,9 +321,9 @@ def group_sizes(adata: AnnData, groupby: str = "condition") -> pd.Series:
 def pseudobulk(adata: AnnData, groupby: str = "condition") -> pd.DataFrame:
     """Mean expression of ``adata.X`` in every group of cells.
 
-    Equivalent to ``adata.to_df().groupby(adata.obs[groupby]).mean()`` but computed as a sparse
-    indicator product (see :func:`group_sums`), so sparse ``X`` is never densified and the
-    extra memory is about one block of ``X`` plus the result.
+    Equivalent to ``adata.to_df().groupby(adata.obs[groupby], observed=True).mean()``, but the
+    sums are the indicator product ``G @ X`` computed by :func:`group_sums`: sparse ``X`` is
+    never densified or copied, and the only extra memory is the result.
 
     Parameters
     ----------
@@ -273,7 +346,7 @@ def pseudobulk(adata: AnnData, groupby: str = "condition") -> pd.DataFrame:
         If ``groupby`` is not a column of ``adata.obs``.
     """
     codes, labels = group_codes(adata, groupby)
-    sums = group_sums(adata.X, codes, len(labels))
+    sums, _ = group_sums(adata.X, codes, len(labels))
     counts = np.bincount(codes[codes >= 0], minlength=len(labels)).astype(np.float64)
     sums /= counts[:, None]
     return pd.DataFrame(sums, index=labels, columns=adata.var_names.copy())

@@ -29,6 +29,10 @@ Generative model
   broad term) and holds a noisy subset of that program's genes plus random genes; ~10 % of genes
   are annotated to a wrong program; every gene has at least three terms.
 
+``obs`` follows cell-gears 0.1.2 ``get_DE_genes`` literally, quirks included: every two-part
+condition (singles ``A+ctrl`` as well as combinations) gets ``dose_val='1+1'`` and
+``control=0``, only ``ctrl`` gets ``'1'`` / ``1``; e.g. ``condition_name='K562_A+ctrl_1+1'``.
+
 The GEARS ``uns`` fields (``rank_genes_groups_cov_all``, ``top_non_dropout_de_20``,
 ``top_non_zero_de_20``, ``non_dropout_gene_idx``, ``non_zeros_gene_idx``) are computed exactly as
 cell-gears 0.1.2 ``get_DE_genes`` and ``get_dropout_non_zero_genes`` compute them, without
@@ -44,8 +48,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +99,11 @@ _PROGRAM_RANDOM_HIT_PROB = 0.03  # other genes among its downstream genes
 _PROGRAM_SIGN_CONSISTENCY = 0.8
 _IDIOSYNCRATIC_DENSITY = 0.05
 _IDIOSYNCRATIC_SHARE = 0.25  # share of the non-common variance that is idiosyncratic
-_EFFECT_SCALE = 0.3  # RMS log fold change of an average perturbation
-_EFFECT_SCALE_LOG_SD = 0.35
+_EFFECT_SCALE = 0.5  # visible RMS log fold change of an average perturbation
+_EFFECT_SCALE_LOG_SD = 0.3
+_VISIBILITY_RATE = 3.0  # visibility of a gene with mean count m: 1 - exp(-rate * m)
+_MIN_VISIBLE_FRACTION = 0.25
+_MAX_LOG_FOLD_CHANGE = 4.0  # downstream effects are clipped to +-4 (about 55-fold)
 _GI_STRENGTH = 0.35
 _KNOCKDOWN = (0.08, 0.30)  # CRISPRi: fraction of baseline left
 _ACTIVATION = (3.0, 12.0)  # CRISPRa: fold change
@@ -107,13 +115,13 @@ _CTRL_PLUS_SPELLING_FRACTION = 0.3
 _COMBO_ONLY_FRACTION = 0.1
 _MISANNOTATED_FRACTION = 0.1
 _MIN_TERMS_PER_GENE = 3
-_NB_DIRECT_LAMBDA = 8.0  # above this mean, sample NB directly instead of by CDF inversion
+_NB_DIRECT_LAMBDA = 2.0  # above this mean, sample NB directly instead of by CDF inversion
 _CHUNK_ENTRIES = 4_000_000
 
 # Common-response variance share as a function of diversity (piecewise linear; calibrated so
 # that the median pairwise delta correlation falls from ~0.9 at diversity 0 to ~0.1 at 1).
 _DIVERSITY_GRID = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-_COMMON_SHARE_GRID = np.array([1.0, 0.75, 0.45, 0.2, 0.05])
+_COMMON_SHARE_GRID = np.array([1.0, 0.78, 0.53, 0.28, 0.05])
 
 
 @dataclass
@@ -131,10 +139,12 @@ class SimulatedDataset:
     programs
         Ground-truth program membership weights, gene symbol × program (``float32``).
     effects
-        Ground-truth effect of every perturbation condition on the expected expression of the
-        measured genes (natural-log fold change versus control), condition × ``gene_name``.
+        Ground-truth effect of every condition on the expected expression of the measured
+        genes (natural-log fold change versus control; the ``ctrl`` row is zero), condition ×
+        ``gene_name``. ``None`` when unknown.
     term_descriptions
-        Description of every term (the second GMT column), indexed by term id.
+        Description of every term (the second GMT column), indexed by term id. ``None``: the
+        term id is used.
     metadata
         Parameters, sizes and summary statistics of the simulation.
     """
@@ -142,8 +152,8 @@ class SimulatedDataset:
     adata: AnnData
     annotations: pd.DataFrame
     programs: pd.DataFrame
-    effects: pd.DataFrame
-    term_descriptions: pd.Series
+    effects: pd.DataFrame | None = None
+    term_descriptions: pd.Series | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,7 +205,7 @@ def simulate_perturbseq(
     compute_de
         Compute the GEARS DE-gene ``uns`` fields (skip for very large benchmark sizes).
     n_programs
-        Number of latent gene programs; default ``clip(round(n_genes / 40), 8, 40)``.
+        Number of latent gene programs; default ``clip(round(n_genes / 80), 8, 40)``.
     unmeasured_fraction
         Fraction of perturbation target genes that are not measured (absent from ``var``).
     progress
@@ -230,8 +240,11 @@ def simulate_perturbseq(
         unmeasured_fraction,
     )
     rng = np.random.default_rng(seed)
+    # Independent streams: the biology (genes, design, effects), the cells, the annotations.
+    # The annotations thus do not depend on n_cells.
+    rng_cells, rng_annotations = rng.spawn(2)
 
-    # --- perturbation design ------------------------------------------------------------------
+    # --- perturbation design ---------------------------------------------------------------------
     n_combo = int(round(combo_fraction * n_perturbations))
     n_single = n_perturbations - n_combo
     n_combo_only = int(round(_COMBO_ONLY_FRACTION * n_combo))
@@ -241,7 +254,7 @@ def simulate_perturbseq(
         n_unmeasured = max(n_unmeasured, 1)
     n_universe = n_genes + n_unmeasured
 
-    # --- genes ---------------------------------------------------------------------------------
+    # --- genes -----------------------------------------------------------------------------------
     mu = np.exp(rng.normal(_LOG_MU_MEAN, _LOG_MU_SD, n_universe))
     theta = np.exp(rng.normal(_THETA_LOG_MEAN, _THETA_LOG_SD, n_universe)).clip(0.3, 50.0)
     expr_rank = _percentile_rank(mu)
@@ -274,7 +287,7 @@ def simulate_perturbseq(
         f"({n_unmeasured} unmeasured), {n_programs} programs"
     )
 
-    # --- programs and effects -------------------------------------------------------------------
+    # --- programs and effects --------------------------------------------------------------------
     primary = rng.integers(0, n_programs, n_universe)
     membership = np.zeros((n_universe, n_programs), dtype=np.float32)
     membership[np.arange(n_universe), primary] = 1.0
@@ -283,8 +296,12 @@ def simulate_perturbseq(
     membership[np.flatnonzero(has_secondary), secondary[has_secondary]] = rng.uniform(
         0.3, 0.7, int(has_secondary.sum())
     )
-    responses = _program_responses(rng, primary, n_programs, measured_mask)
-    common = _common_response(rng, expr_rank, measured_mask)
+    # How visible a log fold change of each gene is in pseudo-bulk log-normalised data (lowly
+    # expressed genes are mostly zeros); effect components are normalised to unit visible RMS,
+    # so that the diversity knob means the same thing for every seed.
+    visibility = measured_mask * -np.expm1(-_VISIBILITY_RATE * mu)
+    responses = _program_responses(rng, primary, n_programs, expr_rank, visibility)
+    common = _common_response(rng, expr_rank, visibility)
     common_share = float(np.interp(diversity, _DIVERSITY_GRID, _COMMON_SHARE_GRID))
     w_common = np.sqrt(common_share)
     w_program = np.sqrt((1.0 - common_share) * (1.0 - _IDIOSYNCRATIC_SHARE))
@@ -293,11 +310,12 @@ def simulate_perturbseq(
 
     all_targets = np.concatenate([single_genes, combo_only_genes])
     scale = _EFFECT_SCALE * np.exp(rng.normal(0.0, _EFFECT_SCALE_LOG_SD, n_targets))
-    noise = _sparse_unit_rows(rng, n_targets, n_universe, _IDIOSYNCRATIC_DENSITY, measured_mask)
+    noise = _sparse_unit_rows(rng, n_targets, n_universe, _IDIOSYNCRATIC_DENSITY, visibility)
     program_part = membership[all_targets] @ responses
     gene_effect = scale[:, None] * (
         w_common * common[None, :] + w_program * program_sign * program_part + w_noise * noise
     )
+    np.clip(gene_effect, -_MAX_LOG_FOLD_CHANGE, _MAX_LOG_FOLD_CHANGE, out=gene_effect)
     if modality == "crispri":
         self_effect = np.log(rng.uniform(*_KNOCKDOWN, n_targets))
     else:
@@ -311,8 +329,10 @@ def simulate_perturbseq(
         ia, ib = row_of[int(a)], row_of[int(b)]
         affected = (np.abs(program_part[ia]) + np.abs(program_part[ib])) > 0
         gi = rng.normal(0.0, 1.0, n_universe) * affected
-        gi *= _GI_STRENGTH * np.sqrt(scale[ia] * scale[ib]) / max(_rms(gi), 1e-12)
-        combo_effect = gene_effect[ia] + gene_effect[ib] + gi
+        gi *= _GI_STRENGTH * np.sqrt(scale[ia] * scale[ib]) / float(_visible_norm(gi, visibility))
+        combo_effect = np.clip(
+            gene_effect[ia] + gene_effect[ib] + gi, -_MAX_LOG_FOLD_CHANGE, _MAX_LOG_FOLD_CHANGE
+        )
         combo_effect[a] = self_effect[ia]
         combo_effect[b] = self_effect[ib]
         effects[1 + n_single + j] = combo_effect
@@ -320,16 +340,16 @@ def simulate_perturbseq(
     report("effects drawn")
 
     # --- cells -----------------------------------------------------------------------------------
-    cells_per_condition = _cells_per_condition(rng, n_cells, len(conditions))
-    cond_of_cell = rng.permutation(np.repeat(np.arange(len(conditions)), cells_per_condition))
-    level_of_cell = rng.choice(len(_PENETRANCE_LEVELS), size=n_cells, p=_PENETRANCE_PROBS)
-    level_of_cell[cond_of_cell == 0] = len(_PENETRANCE_LEVELS) - 1
-    phase_of_cell = rng.choice(len(_PHASE_PROBS), size=n_cells, p=_PHASE_PROBS)
-    library = np.exp(rng.normal(0.0, _LIBRARY_LOG_SD, n_cells)).astype(np.float32)
     phase_multiplier = _phase_multipliers(rng, n_universe)[:, measured]
+    cells_per_condition = _cells_per_condition(rng_cells, n_cells, len(conditions))
+    cond_of_cell = rng_cells.permutation(np.repeat(np.arange(len(conditions)), cells_per_condition))
+    level_of_cell = rng_cells.choice(len(_PENETRANCE_LEVELS), size=n_cells, p=_PENETRANCE_PROBS)
+    level_of_cell[cond_of_cell == 0] = len(_PENETRANCE_LEVELS) - 1
+    phase_of_cell = rng_cells.choice(len(_PHASE_PROBS), size=n_cells, p=_PHASE_PROBS)
+    library = np.exp(rng_cells.normal(0.0, _LIBRARY_LOG_SD, n_cells)).astype(np.float32)
 
     counts, x = _sample_counts(
-        rng,
+        rng_cells,
         mu=mu[measured].astype(np.float32),
         theta=theta[measured].astype(np.float32),
         effects=effects_measured,
@@ -341,10 +361,10 @@ def simulate_perturbseq(
     )
     report(f"counts sampled: {n_cells} cells x {n_genes} genes, {counts.nnz} non-zeros")
 
-    # --- AnnData -----------------------------------------------------------------------------------
+    # --- AnnData ---------------------------------------------------------------------------------
     cond_names = np.array(conditions, dtype=object)[cond_of_cell]
     obs = gears_obs(cond_names, cell_type)
-    obs.index = pd.Index(_barcodes(rng, n_cells), name=None)
+    obs.index = pd.Index(_barcodes(rng_cells, n_cells), name=None)
     var = pd.DataFrame(
         {"gene_name": pd.Series(symbols[measured], dtype=object).to_numpy()},
         index=pd.Index(ensembl[measured], dtype=object),
@@ -355,8 +375,8 @@ def simulate_perturbseq(
         adata.uns.update(gears_de_fields(adata))
         report("GEARS DE-gene fields computed")
 
-    # --- annotations --------------------------------------------------------------------------------
-    annotations, descriptions = _annotations(rng, primary, membership, n_terms, symbols)
+    # --- annotations -----------------------------------------------------------------------------
+    annotations, descriptions = _annotations(rng_annotations, primary, membership, n_terms, symbols)
     report(f"annotations: {annotations.shape[1]} terms, {int(annotations.to_numpy().sum())} links")
 
     programs = pd.DataFrame(
@@ -471,38 +491,31 @@ def gears_de_fields(adata: AnnData) -> dict[str, dict[str, np.ndarray]]:
     for cov in pd.unique(obs["cell_type"].astype(str)):
         sel = np.flatnonzero((obs["cell_type"].astype(str) == cov).to_numpy())
         sub = AnnData(
-            X=x[sel],
+            X=x if len(sel) == adata.n_obs else x[sel],
             obs=pd.DataFrame(
                 {"condition_name": obs["condition_name"].astype(str).to_numpy()[sel]},
                 index=obs.index[sel],
             ).astype("category"),
             var=pd.DataFrame(index=adata.var_names),
         )
-        sc.tl.rank_genes_groups(
-            sub,
-            groupby="condition_name",
-            reference=f"{cov}_{CONTROL}_1",
-            rankby_abs=True,
-            n_genes=adata.n_vars,
-            use_raw=False,
-        )
+        with warnings.catch_warnings():
+            # scanpy fills its result frame column by column.
+            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+            sc.tl.rank_genes_groups(
+                sub,
+                groupby="condition_name",
+                reference=f"{cov}_{CONTROL}_1",
+                rankby_abs=True,
+                n_genes=adata.n_vars,
+                use_raw=False,
+            )
         names = sub.uns["rank_genes_groups"]["names"]
         for group in names.dtype.names:
             rank[group] = np.asarray(names[group]).astype(str)
 
     conditions = obs["condition"].astype(str).to_numpy()
     uniq, codes = np.unique(conditions, return_inverse=True)
-    indicator = sp.csr_matrix(
-        (np.ones(len(codes), dtype=np.float64), (codes, np.arange(len(codes)))),
-        shape=(len(uniq), len(codes)),
-    )
-    if sp.issparse(x):
-        nonzero_x = sp.csr_matrix(x, copy=True)
-        nonzero_x.data = (nonzero_x.data != 0).astype(np.float64)
-        nonzero_x.eliminate_zeros()
-        n_nonzero = np.asarray((indicator @ nonzero_x).todense())
-    else:
-        n_nonzero = indicator @ (np.asarray(x) != 0).astype(np.float64)
+    n_nonzero = _group_sums(x, codes, len(uniq), nonzero=True)
     ctrl_zero = n_nonzero[np.flatnonzero(uniq == CONTROL)[0]] == 0
     name_to_condition = dict(
         zip(obs["condition_name"].astype(str), obs["condition"].astype(str), strict=True)
@@ -552,13 +565,7 @@ def pseudobulk_deltas(adata: AnnData, condition_key: str = "condition") -> pd.Da
     uniq, codes = np.unique(conditions, return_inverse=True)
     if CONTROL not in uniq:
         raise ValueError(f"obs[{condition_key!r}] has no {CONTROL!r} cells")
-    indicator = sp.csr_matrix(
-        (np.ones(len(codes), dtype=np.float64), (codes, np.arange(len(codes)))),
-        shape=(len(uniq), len(codes)),
-    )
-    x = adata.X
-    sums = indicator @ x
-    sums = np.asarray(sums.todense()) if sp.issparse(sums) else np.asarray(sums)
+    sums = _group_sums(adata.X, codes, len(uniq))
     means = sums / np.bincount(codes, minlength=len(uniq))[:, None]
     ctrl_row = int(np.flatnonzero(uniq == CONTROL)[0])
     keep = np.arange(len(uniq)) != ctrl_row
@@ -649,7 +656,9 @@ def read_gmt(path: str | os.PathLike[str]) -> pd.DataFrame:
                 continue
             parts = line.split("\t")
             if len(parts) < 2:
-                raise ValueError(f"{path}: line {line_no}: expected 'term<TAB>description<TAB>genes'")
+                raise ValueError(
+                    f"{path}: line {line_no}: expected 'term<TAB>description<TAB>genes'"
+                )
             terms.append(parts[0])
             members.append([g for g in parts[2:] if g])
     if len(set(terms)) != len(terms):
@@ -776,12 +785,40 @@ def _validate(
             f"least {need} cells"
         )
     if n_programs is None:
-        n_programs = int(np.clip(round(n_genes / 40), 8, 40))
+        n_programs = int(np.clip(round(n_genes / 80), 8, 40))
     if isinstance(n_programs, bool) or not isinstance(n_programs, int | np.integer):
         raise ValueError(f"n_programs must be an integer, got {n_programs!r}")
     if not 2 <= n_programs <= n_genes // 2:
         raise ValueError(f"n_programs must lie in [2, n_genes / 2], got {n_programs}")
     return int(n_programs)
+
+
+def _group_sums(
+    x: Any, codes: np.ndarray, n_groups: int, *, nonzero: bool = False, chunk_rows: int = 20_000
+) -> np.ndarray:
+    """Per-group column sums of ``x`` (or of ``x != 0``) in float64, ``n_groups × n_vars``.
+
+    Works through row chunks, so a large float32 matrix is never copied to float64 whole.
+    """
+    n_rows, n_cols = x.shape
+    sums = np.zeros((n_groups, n_cols), dtype=np.float64)
+    for start in range(0, n_rows, chunk_rows):
+        stop = min(start + chunk_rows, n_rows)
+        block = x[start:stop]
+        if sp.issparse(block):
+            block = sp.csr_matrix(block, dtype=np.float64, copy=True)
+            if nonzero:
+                block.data = (block.data != 0).astype(np.float64)
+        else:
+            block = np.asarray(block)
+            block = (block != 0).astype(np.float64) if nonzero else block.astype(np.float64)
+        indicator = sp.csr_matrix(
+            (np.ones(stop - start), (codes[start:stop], np.arange(stop - start))),
+            shape=(n_groups, stop - start),
+        )
+        part = indicator @ block
+        sums += part.toarray() if sp.issparse(part) else np.asarray(part)
+    return sums
 
 
 def _percentile_rank(values: np.ndarray) -> np.ndarray:
@@ -792,51 +829,73 @@ def _percentile_rank(values: np.ndarray) -> np.ndarray:
     return rank / max(len(values) - 1, 1)
 
 
-def _rms(values: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Root mean square of ``values`` (over ``mask`` when given)."""
-    v = values if mask is None else values[mask]
-    return float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))) if v.size else 0.0
+def _rms(values: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray | float:
+    """Root mean square of ``values`` along the last axis, optionally of ``values * weight``.
+
+    With ``weight``, the mean runs over the entries with positive weight (measured genes).
+    """
+    if weight is None:
+        return np.sqrt(np.mean(np.square(values, dtype=np.float64), axis=-1))
+    n = max(int(np.count_nonzero(weight > 0)), 1)
+    return np.sqrt(np.sum(np.square(values * weight, dtype=np.float64), axis=-1) / n)
+
+
+def _visible_norm(values: np.ndarray, visibility: np.ndarray) -> np.ndarray | float:
+    """Normaliser that gives ``values`` unit visible RMS.
+
+    Guarded by a quarter of the plain RMS over the measured genes, so that a vector whose
+    entries happen to fall on invisible genes is not blown up.
+    """
+    plain = _rms(values, (visibility > 0).astype(np.float64))
+    return np.maximum(np.maximum(_rms(values, visibility), _MIN_VISIBLE_FRACTION * plain), 1e-12)
 
 
 def _sparse_unit_rows(
-    rng: np.random.Generator, n_rows: int, n_cols: int, density: float, measured: np.ndarray
+    rng: np.random.Generator, n_rows: int, n_cols: int, density: float, visibility: np.ndarray
 ) -> np.ndarray:
-    """Sparse Gaussian rows, each with unit RMS over the measured genes."""
+    """Sparse Gaussian rows, each with unit visible RMS."""
     rows = rng.normal(0.0, 1.0, (n_rows, n_cols)) * (rng.random((n_rows, n_cols)) < density)
-    rms = np.sqrt(np.mean(np.square(rows[:, measured]), axis=1))
-    return rows / np.maximum(rms, 1e-12)[:, None]
+    return rows / _visible_norm(rows, visibility)[:, None]
 
 
 def _program_responses(
-    rng: np.random.Generator, primary: np.ndarray, n_programs: int, measured: np.ndarray
+    rng: np.random.Generator,
+    primary: np.ndarray,
+    n_programs: int,
+    expr_rank: np.ndarray,
+    visibility: np.ndarray,
 ) -> np.ndarray:
-    """Signed sparse downstream response of every program (program × gene, unit RMS rows)."""
+    """Signed sparse downstream response of every program (program × gene, unit RMS rows).
+
+    A program moves part of its own member genes and some other genes, preferably expressed
+    ones (downstream effects of real programs are seen mostly in expressed genes).
+    """
     n_universe = len(primary)
     own = primary[None, :] == np.arange(n_programs)[:, None]
+    random_hit_prob = _PROGRAM_RANDOM_HIT_PROB * 3.0 * expr_rank**2
     hit = (own & (rng.random((n_programs, n_universe)) < _PROGRAM_MEMBER_HIT_PROB)) | (
-        rng.random((n_programs, n_universe)) < _PROGRAM_RANDOM_HIT_PROB
+        rng.random((n_programs, n_universe)) < random_hit_prob[None, :]
     )
     direction = np.where(rng.random(n_programs) < 0.5, -1.0, 1.0)[:, None]
     flip = np.where(rng.random((n_programs, n_universe)) < _PROGRAM_SIGN_CONSISTENCY, 1.0, -1.0)
     magnitude = np.exp(rng.normal(0.0, 0.5, (n_programs, n_universe)))
     responses = direction * flip * magnitude * hit
-    rms = np.sqrt(np.mean(np.square(responses[:, measured]), axis=1))
-    return (responses / np.maximum(rms, 1e-12)[:, None]).astype(np.float64)
+    return responses / _visible_norm(responses, visibility)[:, None]
 
 
 def _common_response(
-    rng: np.random.Generator, expr_rank: np.ndarray, measured: np.ndarray
+    rng: np.random.Generator, expr_rank: np.ndarray, visibility: np.ndarray
 ) -> np.ndarray:
-    """Generic perturbation response shared by all perturbations (unit RMS).
+    """Generic perturbation response shared by all perturbations (unit visible RMS).
 
     Biased towards highly expressed genes (stress, ribosome, proliferation genes) and mostly
     negative.
     """
     n_universe = len(expr_rank)
-    hit = rng.random(n_universe) < 0.1 + 0.5 * expr_rank
+    hit = rng.random(n_universe) < 0.02 + 0.8 * expr_rank**3
     sign = np.where(rng.random(n_universe) < 0.65, -1.0, 1.0)
-    values = sign * np.abs(rng.standard_t(4, n_universe)) * hit
-    return values / max(_rms(values, measured), 1e-12)
+    values = sign * np.exp(rng.normal(0.0, 0.6, n_universe)) * hit
+    return values / float(_visible_norm(values, visibility))
 
 
 def _phase_multipliers(rng: np.random.Generator, n_universe: int) -> np.ndarray:
@@ -889,9 +948,7 @@ def _draw_combinations(
     return pairs
 
 
-def _sample_nb(
-    rng: np.random.Generator, lam: np.ndarray, theta: np.ndarray
-) -> np.ndarray:
+def _sample_nb(rng: np.random.Generator, lam: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Negative binomial counts with means ``lam`` (cells × genes) and inverse dispersion.
 
     Entries with a small mean are sampled by inverting the CDF from one uniform draw, which
@@ -1075,18 +1132,18 @@ def _write_gmt(sim: SimulatedDataset, path: Path) -> None:
     matrix = ann.to_numpy()
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
         for j, term in enumerate(ann.columns):
-            description = str(sim.term_descriptions.get(term, term)).replace("\t", " ")
+            described = sim.term_descriptions
+            description = term if described is None else described.get(term, term)
+            description = str(description).replace("\t", " ").replace("\n", " ")
             members = genes[matrix[:, j] != 0]
             handle.write("\t".join([str(term), description, *members]) + "\n")
 
 
 def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
     """Write ``final`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp_name = tempfile.mkstemp(
-        dir=final.parent, prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}"
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A fresh, unique name in the same folder (so os.replace is atomic); the writer creates it
+    # with the default permissions (mkstemp would make it private).
+    tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp{final.suffix}"
     try:
         write(tmp)
         os.replace(tmp, final)

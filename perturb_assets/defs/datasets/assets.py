@@ -12,6 +12,7 @@ from perturb_assets.core import de, simulate, splits
 from perturb_assets.core import pseudobulk as pb
 from perturb_assets.core.datasets import (
     BUILTIN_DATASETS,
+    builtin_dataset_dir,
     dataset_summary,
     discover_user_datasets,
     load_gears_dataset,
@@ -48,7 +49,7 @@ class SyntheticConfig(dg.Config):
 def _locate_raw(name: str, sources: DataSources, config: SyntheticConfig) -> tuple[Path, str]:
     """Return the dataset's h5ad path and where it came from, fetching or simulating it."""
     if name == "synthetic":
-        folder = sources.root / "raw" / "synthetic"
+        folder = builtin_dataset_dir("synthetic", sources.root)
         sim = simulate.simulate_perturbseq(
             n_cells=config.n_cells,
             n_genes=config.n_genes,

@@ -1,0 +1,703 @@
+"""Benchmark of the dataset layer: pseudobulk means and DE genes against the obvious references.
+
+Run::
+
+    python -m perturb_assets.benchmarks.dataset_layer            # Replogle-sized (default)
+    python -m perturb_assets.benchmarks.dataset_layer --quick    # 20,000 x 2,000, 200 perts
+
+It builds a Replogle-K562-sized dataset (default 160,000 cells x 5,000 genes, 1,100
+single-gene perturbations, ~10,000 control cells; sparse CSR float32, log-normalised), then
+measures, each in a fresh process:
+
+* :func:`perturb_assets.core.pseudobulk.pseudobulk` against
+  ``adata.to_df().groupby(adata.obs["condition"], observed=True).mean()`` (targets: >= 20x
+  faster, <= 1/10 of the peak memory), checking that the means agree (``np.allclose``);
+* :func:`perturb_assets.core.de.top_de_genes` (t-test, ``n_top=20``) against
+  ``sc.tl.rank_genes_groups(..., reference="ctrl", rankby_abs=True, use_raw=False,
+  method="t-test", n_genes=20)`` (target: >= 5x faster), requiring identical gene lists;
+* the same for ``method="wilcoxon"`` (ratio reported, no target), requiring identical lists.
+  scanpy's Wilcoxon densifies and ranks the group plus *all* control cells once per group,
+  which takes tens of minutes at full size, so both are measured on the same stratified
+  subsample of ``--wilcoxon-cells`` cells (every condition keeps the same fraction of its
+  cells, at least 3). ``top_de_genes`` Wilcoxon on the full dataset is timed as well, for
+  information.
+
+How time and memory are measured
+--------------------------------
+The dataset is written once to a work folder as raw ``.npy`` arrays. Every measurement runs in
+a new Python process (``--worker``) that loads the arrays (no large temporaries), runs the
+method once on a tiny dataset to compile numba kernels and warm imports (scanpy's and ours
+alike), then resets the kernel's peak-RSS counter (``echo 5 > /proc/self/clear_refs``), runs
+the method once, and reports wall time (``time.perf_counter``) and *peak extra memory*:
+``VmHWM`` after the call minus ``VmRSS`` before it, i.e. the most memory the call held on top
+of the loaded dataset, native allocations (scipy, numba, pandas) included. Where the peak
+counter cannot be reset, ``ru_maxrss`` is used instead (reported in the table).
+
+The final table is printed in Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import inspect
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+__all__ = ["main", "make_benchmark_adata"]
+
+_FULL = {"cells": 160_000, "genes": 5_000, "perturbations": 1_100}
+_QUICK = {"cells": 20_000, "genes": 2_000, "perturbations": 200}
+_DEFAULT_WILCOXON_CELLS = 10_000
+_CONTROL_FRACTION = 0.0625  # Replogle K562 essential: ~10,000 of ~160,000 cells are control
+_N_TOP = 20
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def make_benchmark_adata(
+    n_cells: int = 160_000,
+    n_genes: int = 5_000,
+    n_perturbations: int = 1_100,
+    seed: int = 0,
+    *,
+    control_fraction: float = _CONTROL_FRACTION,
+    chunk_cells: int = 8_192,
+) -> AnnData:
+    """A Replogle-like Perturb-seq dataset: sparse CSR float32, normalised and log1p'd.
+
+    Counts are negative binomial (gamma-Poisson, dispersion ``r = 2``) around log-normal gene
+    means (~26% of entries non-zero) times a log-normal library-size factor. Every
+    perturbation knocks its target gene down to 15% and changes 25 other genes by a log-normal
+    fold change. Counts are normalised to 10,000 per cell and ``log1p``'d in float32, as
+    ``sc.pp.normalize_total(target_sum=1e4)`` + ``sc.pp.log1p`` do. Cells are in random order.
+
+    Parameters
+    ----------
+    n_cells
+        Number of cells; ``control_fraction`` of them are control (``"ctrl"``).
+    n_genes
+        Number of genes. ``var_names`` are Ensembl-like ids, ``var["gene_name"]`` symbols.
+    n_perturbations
+        Number of perturbation conditions. Conditions are singles ``"GENE+ctrl"`` (distinct
+        targets) as in Replogle; beyond ``n_genes`` singles, combinations ``"A+B"`` are added.
+    seed
+        Seed of the random generator.
+    control_fraction
+        Fraction of control cells.
+    chunk_cells
+        Cells generated at a time (bounds the dense temporary).
+
+    Returns
+    -------
+    anndata.AnnData
+        ``X`` CSR float32; ``obs["condition"]`` categorical; ``var["gene_name"]``;
+        ``uns["log1p"] = {"base": None}``.
+    """
+    rng = np.random.default_rng(seed)
+    symbols = np.array([f"GENE{i}" for i in range(n_genes)], dtype=object)
+    ids = np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype=object)
+
+    n_single = min(n_perturbations, n_genes)
+    targets: list[tuple[int, ...]] = [
+        (int(g),) for g in rng.choice(n_genes, n_single, replace=False)
+    ]
+    while len(targets) < n_perturbations:
+        a, b = sorted(int(g) for g in rng.choice(n_genes, 2, replace=False))
+        if (a, b) not in targets:
+            targets.append((a, b))
+    conditions = ["ctrl"] + [
+        f"{symbols[t[0]]}+ctrl" if len(t) == 1 else f"{symbols[t[0]]}+{symbols[t[1]]}"
+        for t in targets
+    ]
+
+    n_ctrl = max(2, round(n_cells * control_fraction))
+    n_pert_cells = n_cells - n_ctrl
+    min_cells = 3
+    if n_pert_cells < min_cells * n_perturbations:
+        raise ValueError(
+            f"{n_cells} cells leave fewer than {min_cells} cells per perturbation "
+            f"({n_perturbations} perturbations)"
+        )
+    weights = rng.lognormal(0.0, 0.4, n_perturbations)
+    per_pert = min_cells + rng.multinomial(
+        n_pert_cells - min_cells * n_perturbations, weights / weights.sum()
+    )
+    codes = np.repeat(np.arange(n_perturbations + 1), np.concatenate([[n_ctrl], per_pert]))
+    rng.shuffle(codes)
+
+    base = rng.lognormal(np.log(0.2), 1.5, n_genes)
+    fold = np.ones((n_perturbations + 1, n_genes), dtype=np.float64)
+    for k, t in enumerate(targets, start=1):
+        downstream = rng.choice(n_genes, 25, replace=False)
+        fold[k, downstream] = rng.lognormal(0.0, 0.7, downstream.size)
+        fold[k, list(t)] = 0.15
+    library = rng.lognormal(0.0, 0.35, n_cells)
+    dispersion = 2.0
+
+    data_parts: list[np.ndarray] = []
+    index_parts: list[np.ndarray] = []
+    row_nnz = np.zeros(n_cells, dtype=np.int64)
+    for top in range(0, n_cells, chunk_cells):
+        bottom = min(top + chunk_cells, n_cells)
+        mean = fold[codes[top:bottom]] * base * library[top:bottom, None]
+        gamma = rng.standard_gamma(dispersion, size=mean.shape, dtype=np.float32)
+        counts = rng.poisson(mean * (gamma / dispersion)).astype(np.float32)
+        totals = counts.sum(axis=1, keepdims=True)
+        scale = np.divide(np.float32(1e4), totals, out=np.zeros_like(totals), where=totals > 0)
+        values = np.log1p(counts * scale, dtype=np.float32)
+        block = sparse.csr_matrix(values)
+        data_parts.append(block.data)
+        index_parts.append(block.indices.astype(np.int32, copy=False))
+        row_nnz[top:bottom] = np.diff(block.indptr)
+        del mean, gamma, counts, values, block
+
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(row_nnz, out=indptr[1:])
+    index_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+    data = np.concatenate(data_parts)
+    data_parts.clear()
+    indices = np.concatenate(index_parts).astype(index_dtype, copy=False)
+    index_parts.clear()
+    x = sparse.csr_matrix(
+        (data, indices, indptr.astype(index_dtype)), shape=(n_cells, n_genes), copy=False
+    )
+    obs = pd.DataFrame(
+        {"condition": pd.Categorical.from_codes(codes, categories=conditions)},
+        index=pd.Index([f"cell{i}" for i in range(n_cells)], dtype=object),
+    )
+    obs["condition"] = obs["condition"].cat.reorder_categories(sorted(conditions))
+    var = pd.DataFrame({"gene_name": symbols}, index=pd.Index(ids, dtype=object))
+    adata = AnnData(X=x, obs=obs, var=var)
+    adata.uns["log1p"] = {"base": None}
+    return adata
+
+
+def _simulated_adata(n_cells: int, n_genes: int, n_perturbations: int, seed: int) -> AnnData:
+    """The colleague's simulator (``perturb_assets.core.simulate``), normalised for this use."""
+    from perturb_assets.core.simulate import simulate_perturbseq
+
+    kwargs: dict[str, Any] = {
+        "n_cells": n_cells,
+        "n_genes": n_genes,
+        "n_perturbations": n_perturbations,
+        "seed": seed,
+    }
+    if "compute_de" in inspect.signature(simulate_perturbseq).parameters:
+        kwargs["compute_de"] = False  # its GEARS DE fields run scanpy: not needed here
+    adata = simulate_perturbseq(**kwargs).adata
+    if "condition" not in adata.obs.columns or not (adata.obs["condition"] == "ctrl").any():
+        raise ValueError("simulated data lack obs['condition'] with 'ctrl' cells")
+    x = adata.X
+    x = sparse.csr_matrix(x, dtype=np.float32)
+    if x.nnz and float(x.data.max()) > 50.0:  # raw counts: normalise + log1p like GEARS data
+        import scanpy as sc
+
+        adata.X = x
+        sc.pp.normalize_total(adata, target_sum=1e4)
+        sc.pp.log1p(adata)
+        x = sparse.csr_matrix(adata.X, dtype=np.float32)
+    adata.X = x
+    if "gene_name" not in adata.var.columns:
+        adata.var["gene_name"] = adata.var_names.astype(str)
+    adata.obs["condition"] = adata.obs["condition"].astype(str).astype("category")
+    adata.uns["log1p"] = {"base": None}
+    return adata
+
+
+def build_dataset(
+    n_cells: int, n_genes: int, n_perturbations: int, seed: int, generator: str
+) -> tuple[AnnData, str]:
+    """Dataset for the benchmark and a description of where it came from."""
+    if generator in ("auto", "simulate"):
+        try:
+            return (
+                _simulated_adata(n_cells, n_genes, n_perturbations, seed),
+                "perturb_assets.core.simulate.simulate_perturbseq",
+            )
+        except Exception as exc:
+            if generator == "simulate":
+                raise
+            print(f"  simulator unavailable ({type(exc).__name__}: {exc}); using builtin")
+    return (
+        make_benchmark_adata(n_cells, n_genes, n_perturbations, seed),
+        "make_benchmark_adata (builtin)",
+    )
+
+
+def stratified_subsample(adata: AnnData, n_cells: int, seed: int = 0) -> AnnData:
+    """Keep the same fraction of every condition's cells (at least 3) - about ``n_cells``."""
+    rng = np.random.default_rng(seed)
+    fraction = min(1.0, n_cells / adata.n_obs)
+    keep: list[np.ndarray] = []
+    codes = adata.obs["condition"].cat.codes.to_numpy()
+    for code in range(len(adata.obs["condition"].cat.categories)):
+        cells = np.flatnonzero(codes == code)
+        if cells.size == 0:
+            continue
+        k = min(cells.size, max(3, round(cells.size * fraction)))
+        keep.append(rng.choice(cells, k, replace=False))
+    rows = np.sort(np.concatenate(keep))
+    return adata[rows].copy()
+
+
+def save_dataset(adata: AnnData, folder: Path) -> None:
+    """Write ``adata`` (CSR ``X``, condition, var) as plain ``.npy`` arrays plus JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = sparse.csr_matrix(adata.X)
+    np.save(folder / "data.npy", x.data)
+    np.save(folder / "indices.npy", x.indices)
+    np.save(folder / "indptr.npy", x.indptr)
+    condition = adata.obs["condition"]
+    np.save(folder / "codes.npy", condition.cat.codes.to_numpy())
+    meta = {
+        "shape": list(x.shape),
+        "categories": [str(c) for c in condition.cat.categories],
+        "var_names": [str(v) for v in adata.var_names],
+        "gene_name": [str(v) for v in adata.var["gene_name"]],
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def load_dataset(folder: Path) -> AnnData:
+    """Inverse of :func:`save_dataset`; reads arrays straight into place (no temporaries)."""
+    meta = json.loads((folder / "meta.json").read_text())
+    x = sparse.csr_matrix(
+        (
+            np.load(folder / "data.npy"),
+            np.load(folder / "indices.npy"),
+            np.load(folder / "indptr.npy"),
+        ),
+        shape=tuple(meta["shape"]),
+        copy=False,
+    )
+    codes = np.load(folder / "codes.npy")
+    obs = pd.DataFrame(
+        {"condition": pd.Categorical.from_codes(codes, categories=meta["categories"])},
+        index=pd.Index(np.arange(x.shape[0]).astype(str), dtype=object),
+    )
+    var = pd.DataFrame(
+        {"gene_name": meta["gene_name"]}, index=pd.Index(meta["var_names"], dtype=object)
+    )
+    adata = AnnData(X=x, obs=obs, var=var)
+    adata.uns["log1p"] = {"base": None}
+    return adata
+
+
+# --------------------------------------------------------------------------------------------
+# Workers (one fresh process per measurement)
+# --------------------------------------------------------------------------------------------
+
+
+def _proc_status() -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` of this process in bytes."""
+    out: dict[str, int] = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _measure(fn: Callable[[], Any]) -> tuple[Any, float, int, str]:
+    """Run ``fn`` once: (result, seconds, peak extra bytes, memory method)."""
+    gc.collect()
+    rss_before = _proc_status()["VmRSS"]
+    reset = _reset_peak()
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    if reset:
+        peak, how = _proc_status()["VmHWM"], "VmHWM"
+    else:
+        peak, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "ru_maxrss"
+    return result, seconds, max(0, peak - rss_before), how
+
+
+def _task_fn(task: str) -> Callable[[AnnData], Any]:
+    """The function a worker measures."""
+    if task == "pseudobulk":
+        from perturb_assets.core.pseudobulk import pseudobulk
+
+        return lambda a: pseudobulk(a, "condition")
+    if task == "pandas_groupby":
+        return lambda a: a.to_df().groupby(a.obs["condition"], observed=True).mean()
+    if task in ("ttest", "wilcoxon"):
+        from perturb_assets.core.de import top_de_genes
+
+        method = "t-test" if task == "ttest" else "wilcoxon"
+        return lambda a: top_de_genes(a, method=method, n_top=_N_TOP)
+    if task in ("scanpy_ttest", "scanpy_wilcoxon"):
+        import scanpy as sc
+
+        method = "t-test" if task == "scanpy_ttest" else "wilcoxon"
+
+        def run(a: AnnData) -> dict[str, list[str]]:
+            sc.tl.rank_genes_groups(
+                a,
+                groupby="condition",
+                reference="ctrl",
+                rankby_abs=True,
+                use_raw=False,
+                method=method,
+                n_genes=_N_TOP,
+            )
+            names = a.uns["rank_genes_groups"]["names"]
+            return {g: [str(v) for v in names[g]] for g in names.dtype.names}
+
+        return run
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _write_result(result: Any, out: Path) -> None:
+    if isinstance(result, pd.DataFrame):
+        np.save(out.with_suffix(".npy"), result.to_numpy())
+        out.with_suffix(".labels.json").write_text(
+            json.dumps(
+                {
+                    "index": [str(i) for i in result.index],
+                    "columns": [str(c) for c in result.columns],
+                }
+            )
+        )
+    else:
+        out.with_suffix(".de.json").write_text(json.dumps(result))
+
+
+def _worker(task: str, data: Path, out: Path) -> None:
+    """Entry point of a measurement process; writes ``out`` (JSON) and the result."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    fn = _task_fn(task)
+    warm = make_benchmark_adata(600, 60, 8, seed=1)
+    fn(warm)  # compile numba kernels, import lazily loaded modules
+    del warm
+    adata = load_dataset(data)
+    gc.collect()
+    result, seconds, peak, how = _measure(lambda: fn(adata))
+    _write_result(result, out)
+    out.write_text(
+        json.dumps(
+            {
+                "task": task,
+                "seconds": seconds,
+                "peak_bytes": peak,
+                "memory_method": how,
+                "rss_loaded_bytes": _proc_status()["VmRSS"],
+            }
+        )
+    )
+
+
+@dataclass
+class Measurement:
+    """One worker's numbers."""
+
+    task: str
+    seconds: float
+    peak_bytes: int
+    memory_method: str
+    out: Path
+
+
+def _run_worker(task: str, data: Path, workdir: Path, label: str | None = None) -> Measurement:
+    out = workdir / f"{label or task}.json"
+    print(f"  [{time.strftime('%H:%M:%S')}] {label or task} ...", flush=True)
+    cmd = [sys.executable, "-m", "perturb_assets.benchmarks.dataset_layer"]
+    cmd += ["--worker", task, "--data", str(data), "--out", str(out)]
+    subprocess.run(cmd, check=True)
+    info = json.loads(out.read_text())
+    print(
+        f"      {info['seconds']:.2f} s, peak +{info['peak_bytes'] / 2**20:.0f} MiB",
+        flush=True,
+    )
+    return Measurement(task, info["seconds"], info["peak_bytes"], info["memory_method"], out)
+
+
+def _load_frame(m: Measurement) -> pd.DataFrame:
+    labels = json.loads(m.out.with_suffix(".labels.json").read_text())
+    values = np.load(m.out.with_suffix(".npy"))
+    return pd.DataFrame(values, index=labels["index"], columns=labels["columns"])
+
+
+def _load_de(m: Measurement) -> dict[str, list[str]]:
+    return json.loads(m.out.with_suffix(".de.json").read_text())
+
+
+def _compare_de(mine: dict[str, list[str]], ref: dict[str, list[str]]) -> tuple[bool, str]:
+    if set(mine) != set(ref):
+        return False, f"condition sets differ ({len(mine)} vs {len(ref)})"
+    bad = [g for g in ref if mine[g] != ref[g]]
+    if bad:
+        return False, f"{len(bad)} of {len(ref)} lists differ, e.g. {bad[0]!r}"
+    return True, f"all {len(ref)} lists identical"
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m perturb_assets.benchmarks.dataset_layer",
+        description="Benchmark pseudobulk and DE-gene computation against pandas / scanpy.",
+    )
+    p.add_argument("--cells", type=int, default=None, help="cells (default 160,000)")
+    p.add_argument("--genes", type=int, default=None, help="genes (default 5,000)")
+    p.add_argument("--perturbations", type=int, default=None, help="conditions (default 1,100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick", action="store_true", help="small smoke size: 20,000 x 2,000, 200 perts"
+    )
+    p.add_argument(
+        "--wilcoxon-cells",
+        type=int,
+        default=None,
+        help=(
+            "stratified subsample on which both Wilcoxon implementations are compared "
+            f"(default {_DEFAULT_WILCOXON_CELLS:,}; all cells with --quick; 0 skips Wilcoxon)"
+        ),
+    )
+    p.add_argument(
+        "--generator",
+        choices=("auto", "simulate", "builtin"),
+        default="auto",
+        help="dataset source: the simulator if importable (auto), or the builtin generator",
+    )
+    p.add_argument("--workdir", type=Path, default=None, help="folder for data and results")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (1 when results are not identical)."""
+    args = _parse(argv)
+    if args.worker:
+        _worker(args.worker, args.data, args.out)
+        return 0
+
+    size = dict(_QUICK if args.quick else _FULL)
+    for key in size:
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    wilcoxon_cells = args.wilcoxon_cells
+    if wilcoxon_cells is None:
+        wilcoxon_cells = size["cells"] if args.quick else _DEFAULT_WILCOXON_CELLS
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="perturb_bench_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args, size, wilcoxon_cells, workdir)
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, size: dict[str, int], wilcoxon_cells: int, workdir: Path) -> int:
+    import numba
+
+    print(
+        f"[{time.strftime('%H:%M:%S')}] building dataset: {size['cells']:,} cells x "
+        f"{size['genes']:,} genes, {size['perturbations']:,} perturbations (seed {args.seed})",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    adata, source = build_dataset(
+        size["cells"], size["genes"], size["perturbations"], args.seed, args.generator
+    )
+    x = adata.X
+    n_ctrl = int((adata.obs["condition"] == "ctrl").sum())
+    n_cond = adata.obs["condition"].nunique()
+    x_bytes = x.data.nbytes + x.indices.nbytes + x.indptr.nbytes
+    density = x.nnz / (x.shape[0] * x.shape[1])
+    dataset_line = (
+        f"{x.shape[0]:,} cells x {x.shape[1]:,} genes, {n_cond - 1:,} perturbations + ctrl "
+        f"({n_ctrl:,} control cells), CSR {x.dtype}, nnz {x.nnz:,} ({density:.1%}), "
+        f"X {_mib(x_bytes)} MiB; source: {source}"
+    )
+    print(f"  {dataset_line} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    full_dir = workdir / "full"
+    save_dataset(adata, full_dir)
+    sub_dir = workdir / "wilcoxon"
+    sub_line = ""
+    if 0 < wilcoxon_cells < adata.n_obs:
+        sub = stratified_subsample(adata, wilcoxon_cells, seed=args.seed)
+        save_dataset(sub, sub_dir)
+        sub_line = (
+            f"{sub.n_obs:,} cells (stratified subsample, "
+            f"{int((sub.obs['condition'] == 'ctrl').sum()):,} control)"
+        )
+        del sub
+    elif wilcoxon_cells > 0:
+        sub_dir = full_dir
+        sub_line = f"{adata.n_obs:,} cells (full dataset)"
+    del adata, x
+    gc.collect()
+
+    print(f"[{time.strftime('%H:%M:%S')}] measuring (one fresh process each)", flush=True)
+    m: dict[str, Measurement] = {}
+    for task in ("pseudobulk", "pandas_groupby", "ttest", "scanpy_ttest"):
+        m[task] = _run_worker(task, full_dir, workdir)
+    if wilcoxon_cells > 0:
+        m["wilcoxon"] = _run_worker("wilcoxon", sub_dir, workdir)
+        m["scanpy_wilcoxon"] = _run_worker("scanpy_wilcoxon", sub_dir, workdir)
+        if sub_dir != full_dir:
+            m["wilcoxon_full"] = _run_worker("wilcoxon", full_dir, workdir, "wilcoxon_full")
+
+    ok = True
+    pb, ref = _load_frame(m["pseudobulk"]), _load_frame(m["pandas_groupby"])
+    pb_same = (
+        list(pb.index) == list(ref.index)
+        and list(pb.columns) == list(ref.columns)
+        and np.allclose(pb.to_numpy(), ref.to_numpy(), rtol=1e-5, atol=1e-6)
+    )
+    pb_note = f"allclose, max abs diff {np.abs(pb.to_numpy() - ref.to_numpy()).max():.1e}"
+    ok &= pb_same
+    tt_same, tt_note = _compare_de(_load_de(m["ttest"]), _load_de(m["scanpy_ttest"]))
+    ok &= tt_same
+    if wilcoxon_cells > 0:
+        wx_same, wx_note = _compare_de(_load_de(m["wilcoxon"]), _load_de(m["scanpy_wilcoxon"]))
+        ok &= wx_same
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:,.1f}x" if b > 0 else "n/a"
+
+    def mem_ratio(mine: Measurement, other: Measurement) -> str:
+        if mine.peak_bytes <= 0:
+            return "n/a"
+        return f"1/{other.peak_bytes / mine.peak_bytes:,.1f}"
+
+    def verdict(cond: bool) -> str:
+        return "met" if cond else "MISSED"
+
+    rows = []
+    p, g = m["pseudobulk"], m["pandas_groupby"]
+    rows.append(
+        [
+            "pseudobulk means",
+            "`pseudobulk` vs `to_df().groupby().mean()`",
+            f"{p.seconds:.2f} / {g.seconds:.2f}",
+            ratio(g.seconds, p.seconds),
+            f"{_mib(p.peak_bytes)} / {_mib(g.peak_bytes)}",
+            mem_ratio(p, g),
+            f">=20x: {verdict(g.seconds >= 20 * p.seconds)}; <=1/10: "
+            f"{verdict(p.peak_bytes * 10 <= g.peak_bytes)}",
+            ("yes" if pb_same else "NO") + f" ({pb_note})",
+        ]
+    )
+    t, s = m["ttest"], m["scanpy_ttest"]
+    rows.append(
+        [
+            f"DE t-test, top {_N_TOP}",
+            "`top_de_genes` vs `sc.tl.rank_genes_groups`",
+            f"{t.seconds:.2f} / {s.seconds:.2f}",
+            ratio(s.seconds, t.seconds),
+            f"{_mib(t.peak_bytes)} / {_mib(s.peak_bytes)}",
+            mem_ratio(t, s),
+            f">=5x: {verdict(s.seconds >= 5 * t.seconds)}",
+            ("yes" if tt_same else "NO") + f" ({tt_note})",
+        ]
+    )
+    if wilcoxon_cells > 0:
+        w, sw = m["wilcoxon"], m["scanpy_wilcoxon"]
+        rows.append(
+            [
+                f"DE Wilcoxon, top {_N_TOP} ({sub_line})",
+                "`top_de_genes` vs `sc.tl.rank_genes_groups`",
+                f"{w.seconds:.2f} / {sw.seconds:.2f}",
+                ratio(sw.seconds, w.seconds),
+                f"{_mib(w.peak_bytes)} / {_mib(sw.peak_bytes)}",
+                mem_ratio(w, sw),
+                "reported only",
+                ("yes" if wx_same else "NO") + f" ({wx_note})",
+            ]
+        )
+        if "wilcoxon_full" in m:
+            wf = m["wilcoxon_full"]
+            rows.append(
+                [
+                    f"DE Wilcoxon, top {_N_TOP} (full dataset)",
+                    "`top_de_genes` only (scanpy too slow)",
+                    f"{wf.seconds:.2f} / -",
+                    "-",
+                    f"{_mib(wf.peak_bytes)} / -",
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
+
+    header = [
+        "Task",
+        "Ours vs reference",
+        "Time ours / ref (s)",
+        "Speed-up",
+        "Peak extra memory ours / ref (MiB)",
+        "Memory ratio",
+        "Target",
+        "Identical",
+    ]
+    methods = sorted({mm.memory_method for mm in m.values()})
+    print()
+    print(f"Dataset: {dataset_line}.")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"numba threads {numba.get_num_threads()}; Python {platform.python_version()}."
+    )
+    print(
+        "Each number: one run in a fresh process after a warm-up call on a tiny dataset; "
+        f"peak extra memory = {'/'.join(methods)} during the call minus RSS before it."
+    )
+    print()
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    if not ok:
+        print("RESULTS DIFFER from the reference (see 'Identical').")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""``top_de_genes`` gives exactly scanpy's ``rank_genes_groups`` lists, as GEARS computes them."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from scipy import sparse
+
+from perturb_assets.core.conditions import parse_condition
+from perturb_assets.core.de import rank_de_genes, select_top_n, top_de_genes
+
+pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.PerformanceWarning")
+
+FORMATS = ("csr", "csc", "dense")
+METHODS = ("t-test", "wilcoxon")
+
+
+def make_adata(seed: int, fmt: str = "csr", n_cells: int = 1500, n_genes: int = 120) -> ad.AnnData:
+    """Small Perturb-seq-like data: NB counts -> normalize_total(1e4) -> log1p, float32.
+
+    ``var_names`` are Ensembl-like ids, ``var["gene_name"]`` symbols. Conditions: ``ctrl``,
+    singles ``A+ctrl`` and ``ctrl+A``, combinations ``A+B``, a target that is not measured and
+    a two-cell group; five genes are never expressed (their scores are NaN -> 0 in scanpy).
+    Targets are knocked down and a few other genes shifted, so DE is meaningful.
+    """
+    rng = np.random.default_rng(seed)
+    symbols = np.array([f"G{i}" for i in range(n_genes)])
+    targets = rng.choice(n_genes - 5, 8, replace=False)
+    conditions = [
+        f"{symbols[g]}+ctrl" if k % 2 else f"ctrl+{symbols[g]}" for k, g in enumerate(targets)
+    ]
+    conditions += [
+        f"{symbols[targets[0]]}+{symbols[targets[1]]}",
+        f"{symbols[targets[2]]}+{symbols[targets[3]]}",
+        "NOTMEASURED+ctrl",
+    ]
+    labels = np.array(
+        ["ctrl"] * 300 + list(rng.choice(conditions, n_cells - 302)) + ["ZZ+ctrl"] * 2
+    )
+    rng.shuffle(labels)
+    mean = np.exp(rng.normal(-0.5, 1.3, n_genes))
+    mean[-5:] = 0.0
+    fold = {c: np.ones(n_genes) for c in set(labels)}
+    for c, f in fold.items():
+        if c != "ctrl":
+            f[rng.choice(n_genes - 5, 8, replace=False)] = np.exp(rng.normal(0, 1.2, 8))
+            for t in c.split("+"):
+                f[symbols == t] = 0.1
+    mu = np.stack([fold[c] for c in labels]) * mean * rng.lognormal(0, 0.3, (n_cells, 1))
+    counts = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(np.float32)
+    adata = ad.AnnData(sparse.csr_matrix(counts))
+    adata.obs_names = [f"cell{i}" for i in range(n_cells)]
+    adata.var_names = [f"ENSG{i:011d}" for i in range(n_genes)]
+    adata.var["gene_name"] = symbols
+    adata.obs["condition"] = pd.Categorical(labels)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    x = adata.X.astype(np.float32)
+    adata.X = {"csr": x, "csc": sparse.csc_matrix(x), "dense": x.toarray()}[fmt]
+    return adata
+
+
+def scanpy_rank(
+    adata: ad.AnnData, method: str, n_genes: int | None, key: str = "names"
+) -> dict[str, np.ndarray]:
+    """GEARS' call: ``rank_genes_groups(reference='ctrl', rankby_abs=True, use_raw=False)``."""
+    other = adata.copy()
+    sc.tl.rank_genes_groups(
+        other,
+        groupby="condition",
+        reference="ctrl",
+        rankby_abs=True,
+        use_raw=False,
+        method=method,
+        n_genes=n_genes,
+    )
+    rec = other.uns["rank_genes_groups"][key]
+    return {g: np.asarray(rec[g]) for g in rec.dtype.names}
+
+
+def target_vars(adata: ad.AnnData, condition: str) -> set[str]:
+    names = adata.var["gene_name"].to_numpy()
+    return {
+        v for v, s in zip(adata.var_names, names, strict=True) if s in parse_condition(condition)
+    }
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_de_genes_identical_to_scanpy(fmt: str, method: str, seed: int) -> None:
+    adata = make_adata(seed, fmt)
+    for n_top in (20, adata.n_vars):  # all genes: includes the tied zero scores at the end
+        expected = scanpy_rank(adata, method, n_top)
+        result = top_de_genes(adata, method=method, n_top=n_top)
+        assert list(result) == list(expected)  # same conditions, same (category) order
+        assert "ctrl" not in result
+        for group, names in expected.items():
+            assert result[group] == list(names), (group, n_top)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("method", METHODS)
+def test_scores_identical_to_scanpy(fmt: str, method: str) -> None:
+    adata = make_adata(2, fmt)
+    scores = rank_de_genes(adata, method=method)
+    names = scanpy_rank(adata, method, None)
+    ref_scores = scanpy_rank(adata, method, None, key="scores")  # float32 in scanpy's uns
+    assert list(scores.index) == list(names)
+    for group in names:
+        mine = scores.loc[group, names[group]].to_numpy().astype(np.float32)
+        np.testing.assert_array_equal(mine, ref_scores[group])
+
+
+def test_does_not_modify_adata() -> None:
+    adata = make_adata(3, "csr")
+    x = adata.X.copy()
+    obs = adata.obs.copy()
+    for method in METHODS:
+        top_de_genes(adata, method=method, exclude_targets=True)
+    assert (adata.X != x).nnz == 0 and adata.X.format == "csr"
+    pd.testing.assert_frame_equal(adata.obs, obs)
+    assert "rank_genes_groups" not in adata.uns
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("fmt", ["csr", "dense"])
+def test_exclude_targets(method: str, fmt: str) -> None:
+    adata = make_adata(4, fmt)
+    n_top = 20
+    plain = top_de_genes(adata, method=method, n_top=n_top)
+    result = top_de_genes(adata, method=method, n_top=n_top, exclude_targets=True)
+    full = scanpy_rank(adata, method, None)
+    combos = [g for g in result if len(parse_condition(g)) == 2]
+    assert combos, "the test data must hold combinations"
+    for group, genes in result.items():
+        targets = target_vars(adata, group)
+        assert len(genes) == n_top
+        assert not targets & set(genes)
+        # as defined: scanpy's selection of n_top + k genes, targets dropped, first n_top kept
+        expected = scanpy_rank(adata, method, n_top + len(targets))[group]
+        assert genes == [g for g in expected if g not in targets][:n_top]
+        # ... which (no ties near the top here) is the full ranking without the targets
+        assert genes == [g for g in full[group] if g not in targets][:n_top]
+        if not targets:  # unmeasured target, or the two-cell group of an unmeasured gene
+            assert genes == plain[group]
+    for group in combos:  # both genes of a combination are measured and removed
+        assert len(target_vars(adata, group)) == 2
+    # the knocked-down targets are DE, so excluding them changes the lists
+    assert any(target_vars(adata, g) & set(plain[g]) for g in combos)
+
+
+def test_singles_spelled_both_ways_drop_their_gene() -> None:
+    adata = make_adata(5, "csr")
+    result = top_de_genes(adata, n_top=adata.n_vars, exclude_targets=True)
+    symbol_of = dict(zip(adata.var_names, adata.var["gene_name"], strict=True))
+    spellings = set()
+    for group, genes in result.items():
+        removed = {symbol_of[v] for v in adata.var_names} - {symbol_of[g] for g in genes}
+        assert removed == set(parse_condition(group)) & set(symbol_of.values())
+        if len(parse_condition(group)) == 1 and group != "NOTMEASURED+ctrl":
+            spellings.add(group.startswith("ctrl+"))
+    assert spellings == {True, False}
+
+
+def test_zero_variance_edge_cases_match_scanpy() -> None:
+    """NaN scores (never-expressed gene) become 0; +-inf (constant, different means) stay."""
+    x = np.zeros((8, 5), dtype=np.float32)
+    x[:, 1] = [0, 0, 0, 0, 1, 1, 0, 0]  # constant 1 in group A, constant 0 in ctrl: t = +inf
+    x[:, 2] = [1, 2, 1, 2, 3, 3, 0.5, 1]
+    x[:, 3] = [0, 1, 0, 1, 0, 0, 2, 0]
+    x[:, 4] = [1, 1, 1, 1, 1, 1, 1, 1]  # constant everywhere: 0/0 -> 0
+    obs = pd.DataFrame(
+        {"condition": pd.Categorical(["ctrl"] * 4 + ["A+ctrl"] * 2 + ["B+C"] * 2)},
+        index=[f"c{i}" for i in range(8)],
+    )
+    var = pd.DataFrame(
+        {"gene_name": ["A", "B", "C", "D", "E"]}, index=[f"ENSG{i}" for i in range(5)]
+    )
+    for fmt in FORMATS:
+        mat = {"csr": sparse.csr_matrix, "csc": sparse.csc_matrix, "dense": np.asarray}[fmt](x)
+        adata = ad.AnnData(mat, obs=obs, var=var)
+        for method in METHODS:
+            expected = scanpy_rank(adata, method, 5)
+            result = top_de_genes(adata, method=method, n_top=5)
+            assert {g: list(v) for g, v in expected.items()} == result
+        scores = rank_de_genes(adata, method="t-test")
+        assert np.isposinf(scores.loc["A+ctrl", "ENSG1"])
+        assert scores.loc["A+ctrl", "ENSG0"] == 0 and scores.loc["A+ctrl", "ENSG4"] == 0
+
+
+def test_string_column_and_other_reference() -> None:
+    adata = make_adata(6, "csr")
+    adata.obs["plain"] = adata.obs["condition"].astype(str)
+    result = top_de_genes(adata, groupby="plain", n_top=10)
+    assert list(result) == sorted(result)
+    assert result == top_de_genes(adata, n_top=10)
+    other = top_de_genes(adata, n_top=10, reference="NOTMEASURED+ctrl")
+    assert "ctrl" in other and "NOTMEASURED+ctrl" not in other
+    more = top_de_genes(adata, n_top=10_000)
+    assert all(len(v) == adata.n_vars for v in more.values())
+
+
+def test_select_top_n_is_scanpys() -> None:
+    from scanpy.tools._rank_genes_groups import _select_top_n
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=500), 1)  # many ties
+    scores[:50] = 0.0
+    for n in (1, 7, 20, 499, 500):
+        np.testing.assert_array_equal(
+            select_top_n(np.abs(scores), n), _select_top_n(np.abs(scores), n)
+        )
+
+
+def test_errors() -> None:
+    adata = make_adata(7, "csr")
+    with pytest.raises(ValueError, match="no column 'perturbation'"):
+        top_de_genes(adata, groupby="perturbation")
+    with pytest.raises(ValueError, match="reference 'control'"):
+        top_de_genes(adata, reference="control")
+    with pytest.raises(ValueError, match="method"):
+        top_de_genes(adata, method="logreg")
+    with pytest.raises(ValueError, match="n_top"):
+        top_de_genes(adata, n_top=0)
+    no_names = adata.copy()
+    del no_names.var["gene_name"]
+    with pytest.raises(ValueError, match="gene_name"):
+        top_de_genes(no_names, exclude_targets=True)
+    labels = adata.obs["condition"].astype(str).to_numpy()
+    labels[np.flatnonzero(labels == "ZZ+ctrl")[0]] = "ctrl"
+    single = adata.copy()
+    single.obs["condition"] = pd.Categorical(labels)
+    with pytest.raises(ValueError, match="only contain one sample"):
+        top_de_genes(single)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_negative_values_and_explicit_zeros(method: str) -> None:
+    """Scaled data (negative values) and explicitly stored zeros rank like scanpy."""
+    adata = make_adata(8, "dense", n_cells=700, n_genes=60)
+    x = adata.X.copy()
+    x[:, ::3] -= np.float32(0.75)  # negative values; ties at 0 remain in the other genes
+    csr = sparse.csr_matrix(x)
+    csr.data[::7] = 0.0  # explicit zeros (scanpy eliminates them in place first)
+    for mat in (x, csr, sparse.csc_matrix(csr)):
+        other = ad.AnnData(mat, obs=adata.obs, var=adata.var)
+        expected = scanpy_rank(other, method, other.n_vars)
+        result = top_de_genes(other, method=method, n_top=other.n_vars)
+        assert {g: list(v) for g, v in expected.items()} == result

@@ -1,0 +1,181 @@
+"""Pseudobulk means equal pandas' groupby mean, without densifying sparse ``X``."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from scipy import sparse
+
+from perturb_assets.core.pseudobulk import (
+    group_codes,
+    group_indicator,
+    group_sizes,
+    group_sums,
+    pseudobulk,
+)
+
+FORMATS = ("csr", "csc", "dense")
+
+
+def make_adata(seed: int, fmt: str = "csr", n_cells: int = 1500, n_genes: int = 120) -> ad.AnnData:
+    """Small Perturb-seq-like data: NB counts -> normalize_total(1e4) -> log1p, float32.
+
+    Conditions: ``ctrl``, singles ``A+ctrl`` and ``ctrl+A``, combinations ``A+B``, a target that
+    is not measured, a two-cell group; five genes are never expressed.
+    """
+    rng = np.random.default_rng(seed)
+    symbols = np.array([f"G{i}" for i in range(n_genes)])
+    targets = rng.choice(n_genes - 5, 8, replace=False)
+    conditions = [
+        f"{symbols[g]}+ctrl" if k % 2 else f"ctrl+{symbols[g]}" for k, g in enumerate(targets)
+    ]
+    conditions += [
+        f"{symbols[targets[0]]}+{symbols[targets[1]]}",
+        f"{symbols[targets[2]]}+{symbols[targets[3]]}",
+    ]
+    conditions += ["NOTMEASURED+ctrl"]
+    labels = np.array(
+        ["ctrl"] * 300 + list(rng.choice(conditions, n_cells - 302)) + ["ZZ+ctrl"] * 2
+    )
+    rng.shuffle(labels)
+    mean = np.exp(rng.normal(-0.5, 1.3, n_genes))
+    mean[-5:] = 0.0
+    fold = {c: np.ones(n_genes) for c in set(labels)}
+    for c, f in fold.items():
+        if c != "ctrl":
+            f[rng.choice(n_genes - 5, 8, replace=False)] = np.exp(rng.normal(0, 1.2, 8))
+            for t in c.split("+"):
+                f[symbols == t] = 0.1
+    mu = np.stack([fold[c] for c in labels]) * mean * rng.lognormal(0, 0.3, (n_cells, 1))
+    counts = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(np.float32)
+    adata = ad.AnnData(sparse.csr_matrix(counts))
+    adata.obs_names = [f"cell{i}" for i in range(n_cells)]
+    adata.var_names = [f"ENSG{i:011d}" for i in range(n_genes)]
+    adata.var["gene_name"] = symbols
+    adata.obs["condition"] = pd.Categorical(labels)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    x = adata.X.astype(np.float32)
+    adata.X = {"csr": x, "csc": sparse.csc_matrix(x), "dense": x.toarray()}[fmt]
+    return adata
+
+
+def reference_means(adata: ad.AnnData, groupby: str = "condition") -> pd.DataFrame:
+    return adata.to_df().groupby(adata.obs[groupby], observed=True).mean()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pseudobulk_equals_pandas_groupby_mean(fmt: str, seed: int) -> None:
+    adata = make_adata(seed, fmt)
+    result = pseudobulk(adata)
+    expected = reference_means(adata)
+    assert result.dtypes.eq(np.float64).all()
+    assert list(result.index) == [str(i) for i in expected.index]
+    assert list(result.columns) == list(adata.var_names)
+    np.testing.assert_allclose(result.to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-7)
+    # two-cell group and never-expressed genes are handled
+    assert "ZZ+ctrl" in result.index
+    assert (result.iloc[:, -5:].to_numpy() == 0).all()
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_pseudobulk_does_not_densify_or_modify_sparse_x(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adata = make_adata(3, fmt)
+    x = adata.X
+    before = (x.data.copy(), x.indices.copy(), x.indptr.copy())
+    expected = reference_means(adata)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("X was densified")
+
+    for cls in (sparse.csr_matrix, sparse.csc_matrix):
+        monkeypatch.setattr(cls, "toarray", refuse)
+        monkeypatch.setattr(cls, "todense", refuse)
+        monkeypatch.setattr(cls, "__array__", refuse, raising=False)
+    monkeypatch.setattr(ad.AnnData, "to_df", refuse)
+    result = pseudobulk(adata)
+    monkeypatch.undo()
+
+    assert adata.X is x and sparse.issparse(adata.X) and adata.X.format == fmt
+    for got, want in zip((x.data, x.indices, x.indptr), before, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(result.to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_group_sums_equal_indicator_product(fmt: str) -> None:
+    adata = make_adata(4, fmt)
+    codes, labels = group_codes(adata)
+    sums, squares = group_sums(adata.X, codes, len(labels), squares=True)
+    g = group_indicator(codes, len(labels))
+    x64 = sparse.csr_matrix(adata.X, dtype=np.float64)
+    np.testing.assert_allclose(sums, (g @ x64).toarray(), rtol=1e-12, atol=0)
+    # squares are taken the way scanpy takes them: float32 for CSR/dense, float64 for CSC
+    x32 = sparse.csr_matrix(adata.X)
+    sq = x64.multiply(x64) if fmt == "csc" else x32.multiply(x32).astype(np.float64)
+    np.testing.assert_allclose(squares, (g @ sq).toarray(), rtol=1e-12, atol=0)
+    assert group_sums(adata.X, codes, len(labels))[1] is None
+
+
+def test_unsorted_csr_indices_and_coo() -> None:
+    adata = make_adata(5, "csr")
+    expected = reference_means(adata).to_numpy()
+    x = adata.X.copy()
+    rng = np.random.default_rng(0)
+    for r in range(x.shape[0]):  # shuffle the column order inside every row
+        s, e = x.indptr[r], x.indptr[r + 1]
+        perm = rng.permutation(e - s)
+        x.indices[s:e] = x.indices[s:e][perm]
+        x.data[s:e] = x.data[s:e][perm]
+    x.has_sorted_indices = False
+    for mat in (x, sparse.csr_array(x)):
+        other = ad.AnnData(mat, obs=adata.obs, var=adata.var)
+        np.testing.assert_allclose(pseudobulk(other).to_numpy(), expected, rtol=1e-6, atol=1e-7)
+    codes, labels = group_codes(adata)
+    sums, _ = group_sums(x.tocoo(), codes, len(labels))  # other sparse formats: via CSR
+    counts = np.bincount(codes, minlength=len(labels))[:, None]
+    np.testing.assert_allclose(sums / counts, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_group_order_category_order_unused_and_missing() -> None:
+    adata = make_adata(6, "csr")
+    cats = ["ctrl", *sorted(set(adata.obs["condition"]) - {"ctrl"}, reverse=True), "UNUSED"]
+    adata.obs["condition"] = adata.obs["condition"].cat.set_categories(cats)
+    result = pseudobulk(adata)
+    assert list(result.index) == cats[:-1]  # category order, unused category dropped
+    np.testing.assert_allclose(
+        result.to_numpy(), reference_means(adata).to_numpy(), rtol=1e-6, atol=1e-7
+    )
+
+    # plain strings: sorted labels; missing labels are ignored like pandas' groupby
+    labels = adata.obs["condition"].astype(str).to_numpy().astype(object)
+    labels[:7] = np.nan
+    adata.obs["plain"] = labels
+    result = pseudobulk(adata, groupby="plain")
+    expected = reference_means(adata, "plain")
+    assert list(result.index) == sorted(expected.index)
+    np.testing.assert_allclose(result.to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_group_sizes() -> None:
+    adata = make_adata(7, "csc")
+    sizes = group_sizes(adata)
+    expected = adata.obs["condition"].value_counts()
+    assert sizes.dtype == np.int64
+    assert list(sizes.index) == list(pseudobulk(adata).index)
+    assert sizes.to_dict() == {str(k): int(v) for k, v in expected.items()}
+    assert sizes["ZZ+ctrl"] == 2
+
+
+def test_missing_groupby_column_is_a_clear_error() -> None:
+    adata = make_adata(8, "csr")
+    with pytest.raises(ValueError, match=r"no column 'perturbation'.*'condition'"):
+        pseudobulk(adata, groupby="perturbation")
+    with pytest.raises(ValueError, match="no column 'perturbation'"):
+        group_sizes(adata, groupby="perturbation")

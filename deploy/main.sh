@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the main job for one dataset partition (default: synthetic)
-# on the embedded SQLite instance. Usage: bash deploy/main.sh [DATASET]
+# Set up (if needed), then run the main job for one dataset partition (default: synthetic)
+# on the embedded SQLite instance, then collect benchmark_summary over every materialised
+# dataset. Usage: bash deploy/main.sh [DATASET]
 source "$(dirname "$0")/bootstrap.sh"
 DATASET="${1:-synthetic}"
-exec dagster job execute -m perturb_assets.definitions -j main_job \
+dagster job execute -m perturb_assets.definitions -j main_job \
   --tags "{\"dagster/partition\": \"$DATASET\"}"
+dagster job execute -m perturb_assets.definitions -j benchmark_summary_job
+echo "[main] done: tables under $PERTURB_ASSETS_DATA_ROOT/assets (metrics/$DATASET.parquet, benchmark_summary/__all__.parquet)"

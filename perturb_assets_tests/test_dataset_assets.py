@@ -36,7 +36,7 @@ def _materialize(root, selection=None, config=SMALL, raise_on_error=True):
             "io_manager": LocalAssetIOManager(base_dir=str(root / "assets")),
             "data_sources": DataSources(data_root=str(root)),
         },
-        run_config={"ops": {"raw_dataset": {"config": config}}},
+        run_config={"ops": {"raw_dataset": {"config": config}}} if selection is None else None,
         raise_on_error=raise_on_error,
     )
 

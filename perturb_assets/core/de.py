@@ -56,7 +56,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from perturb_assets.core.conditions import parse_condition
-from perturb_assets.core.pseudobulk import group_codes, group_order, group_sums
+from perturb_assets.core.pseudobulk import group_codes, group_sums
 
 __all__ = ["DEMethod", "de_scores", "rank_de_genes", "select_top_n", "top_de_genes"]
 
@@ -322,12 +322,32 @@ def _welch_t_scores(x: Any, codes: np.ndarray, sizes: np.ndarray, iref: int) -> 
 # --------------------------------------------------------------------------------------------
 
 
+#: Stored values per block when a CSR (or dense) matrix is transposed block by block for the
+#: Wilcoxon test: bounds the temporary copy at about ``8 * _WILCOXON_BLOCK`` bytes.
+_WILCOXON_BLOCK = 1 << 23
+
+
 @numba.njit(cache=True, inline="always")
-def _twice_rank_count(seg: np.ndarray, n_implicit_zeros: int, value: Any) -> int:
-    """``2 * #(ref < value) + #(ref == value)`` for sorted stored ref values plus implicit 0s."""
-    lo = np.searchsorted(seg, value, side="left")
-    hi = np.searchsorted(seg, value, side="right")
-    less = lo
+def _twice_rank_count(
+    ref_data: np.ndarray, start: int, stop: int, n_implicit_zeros: int, value: Any
+) -> int:  # pragma: no cover - numba
+    """``2 * #(ref < value) + #(ref == value)`` over one gene's reference values.
+
+    ``ref_data[start:stop]`` holds the gene's stored reference values, sorted; the gene also
+    has ``n_implicit_zeros`` unstored zeros. Branch-free binary search (lower bound), then a
+    scan over the (usually zero or few) values equal to ``value``.
+    """
+    base = start
+    n = stop - start
+    while n > 1:
+        half = n >> 1
+        base = base + half if ref_data[base + half] < value else base
+        n -= half
+    lo = base + 1 if (n == 1 and ref_data[base] < value) else base
+    hi = lo
+    while hi < stop and ref_data[hi] == value:
+        hi += 1
+    less = lo - start
     equal = hi - lo
     if value > 0:
         less += n_implicit_zeros
@@ -344,97 +364,85 @@ def _sort_segments(data: np.ndarray, indptr: np.ndarray) -> None:  # pragma: no 
 
 @numba.njit(cache=True)
 def _zero_counts(
-    data: np.ndarray, indptr: np.ndarray, n_implicit_zeros: np.ndarray
+    ref_data: np.ndarray, ref_indptr: np.ndarray, ref_zeros: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - numba
-    n = indptr.size - 1
+    """``2 * #(ref < 0) + #(ref == 0)`` of every gene."""
+    n = ref_indptr.size - 1
     out = np.zeros(n, dtype=np.int64)
     for j in range(n):
-        seg = data[indptr[j] : indptr[j + 1]]
-        out[j] = _twice_rank_count(seg, n_implicit_zeros[j], 0.0)
+        out[j] = _twice_rank_count(ref_data, ref_indptr[j], ref_indptr[j + 1], ref_zeros[j], 0.0)
     return out
 
 
 @numba.njit(cache=True, parallel=True)
-def _twice_u_rows_sparse(
+def _twice_u_columns(
     data: np.ndarray,
     indices: np.ndarray,
     indptr: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
+    first_gene: int,
+    cell_row: np.ndarray,
+    test_sizes: np.ndarray,
     ref_data: np.ndarray,
     ref_indptr: np.ndarray,
     ref_zeros: np.ndarray,
     zero_count: np.ndarray,
-    n_genes: int,
-) -> np.ndarray:  # pragma: no cover - numba
-    """2U of every group (rows of a CSR matrix, grouped through ``order``/``starts``)."""
-    n_groups = starts.size - 1
-    out = np.zeros((n_groups, n_genes), dtype=np.int64)
-    for g in numba.prange(n_groups):
-        stored = np.zeros(n_genes, dtype=np.int64)
-        for k in range(starts[g], starts[g + 1]):
-            r = order[k]
-            for p in range(indptr[r], indptr[r + 1]):
-                j = indices[p]
-                seg = ref_data[ref_indptr[j] : ref_indptr[j + 1]]
-                out[g, j] += _twice_rank_count(seg, ref_zeros[j], data[p])
-                stored[j] += 1
-        n_g = starts[g + 1] - starts[g]
-        for j in range(n_genes):
-            out[g, j] += (n_g - stored[j]) * zero_count[j]
-    return out
+    out: np.ndarray,
+) -> None:  # pragma: no cover - numba
+    """2U of every test group for the genes of a CSC block (gene ``first_gene + jj``).
 
-
-@numba.njit(cache=True, parallel=True)
-def _twice_u_rows_dense(
-    x: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
-    ref_data: np.ndarray,
-    ref_indptr: np.ndarray,
-    ref_zeros: np.ndarray,
-) -> np.ndarray:  # pragma: no cover - numba
-    """2U of every group for dense ``x`` (rows grouped through ``order``/``starts``)."""
-    n_groups = starts.size - 1
-    n_genes = x.shape[1]
-    out = np.zeros((n_groups, n_genes), dtype=np.int64)
-    for g in numba.prange(n_groups):
-        for k in range(starts[g], starts[g + 1]):
-            r = order[k]
-            for j in range(n_genes):
-                seg = ref_data[ref_indptr[j] : ref_indptr[j + 1]]
-                out[g, j] += _twice_rank_count(seg, ref_zeros[j], x[r, j])
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _twice_u_cols_sparse(
-    data: np.ndarray,
-    indices: np.ndarray,
-    indptr: np.ndarray,
-    test_code: np.ndarray,
-    group_sizes: np.ndarray,
-    ref_data: np.ndarray,
-    ref_indptr: np.ndarray,
-    ref_zeros: np.ndarray,
-    zero_count: np.ndarray,
-) -> np.ndarray:  # pragma: no cover - numba
-    """2U of every group for a CSC matrix (``test_code``: group row of a cell, -1 for none)."""
-    n_groups = group_sizes.size
-    n_genes = indptr.size - 1
-    out = np.zeros((n_groups, n_genes), dtype=np.int64)
-    for j in numba.prange(n_genes):
-        seg = ref_data[ref_indptr[j] : ref_indptr[j + 1]]
+    One gene per task: the gene's sorted reference values (a few KB) stay in L1 cache while
+    every stored value of the gene is located among them; groups' unstored zeros are added in
+    one step per group. ``cell_row``: result row of a cell, ``-1`` for reference/ungrouped.
+    """
+    n_groups = test_sizes.size
+    for jj in numba.prange(indptr.size - 1):
+        j = first_gene + jj
+        start = ref_indptr[j]
+        stop = ref_indptr[j + 1]
+        n_zeros = ref_zeros[j]
+        acc = np.zeros(n_groups, dtype=np.int64)
         stored = np.zeros(n_groups, dtype=np.int64)
-        for p in range(indptr[j], indptr[j + 1]):
-            g = test_code[indices[p]]
+        for p in range(indptr[jj], indptr[jj + 1]):
+            g = cell_row[indices[p]]
             if g < 0:
                 continue
-            out[g, j] += _twice_rank_count(seg, ref_zeros[j], data[p])
+            acc[g] += _twice_rank_count(ref_data, start, stop, n_zeros, data[p])
             stored[g] += 1
         for g in range(n_groups):
-            out[g, j] += (group_sizes[g] - stored[g]) * zero_count[j]
-    return out
+            out[g, j] = acc[g] + (test_sizes[g] - stored[g]) * zero_count[j]
+
+
+@numba.njit(cache=True)
+def _csr_gene_block(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Columns ``lo:hi`` of a CSR matrix with sorted indices, as CSC arrays."""
+    n_rows = indptr.size - 1
+    width = hi - lo
+    first = np.empty(n_rows, dtype=np.int64)
+    last = np.empty(n_rows, dtype=np.int64)
+    col_ptr = np.zeros(width + 1, dtype=np.int64)
+    for r in range(n_rows):
+        s = indptr[r]
+        e = indptr[r + 1]
+        segment = indices[s:e]
+        first[r] = s + np.searchsorted(segment, lo)
+        last[r] = s + np.searchsorted(segment, hi)
+        for p in range(first[r], last[r]):
+            col_ptr[indices[p] - lo + 1] += 1
+    for c in range(width):
+        col_ptr[c + 1] += col_ptr[c]
+    rows = np.empty(col_ptr[width], dtype=np.int64)
+    values = np.empty(col_ptr[width], dtype=data.dtype)
+    fill = col_ptr[:width].copy()
+    for r in range(n_rows):
+        for p in range(first[r], last[r]):
+            c = indices[p] - lo
+            q = fill[c]
+            rows[q] = r
+            values[q] = data[p]
+            fill[c] = q + 1
+    return col_ptr, rows, values
 
 
 def _sorted_reference(x: Any, ref_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -453,6 +461,12 @@ def _sorted_reference(x: Any, ref_rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return ref_data, ref_indptr, ref_zeros
 
 
+def _gene_blocks(n_genes: int, values_per_gene: float) -> list[tuple[int, int]]:
+    """Consecutive gene ranges holding about ``_WILCOXON_BLOCK`` values each."""
+    step = max(1, int(_WILCOXON_BLOCK // max(values_per_gene, 1.0)))
+    return [(lo, min(lo + step, n_genes)) for lo in range(0, n_genes, step)]
+
+
 def _wilcoxon_scores(x: Any, codes: np.ndarray, sizes: np.ndarray, iref: int) -> np.ndarray:
     """Wilcoxon rank-sum z-scores (no tie correction) of every non-reference group."""
     n_groups = sizes.size
@@ -466,38 +480,28 @@ def _wilcoxon_scores(x: Any, codes: np.ndarray, sizes: np.ndarray, iref: int) ->
     ref_rows = np.flatnonzero(codes == iref)
     ref_data, ref_indptr, ref_zeros = _sorted_reference(x, ref_rows)
     zero_count = _zero_counts(ref_data, ref_indptr, ref_zeros)
+    reference = (ref_data, ref_indptr, ref_zeros, zero_count)
 
+    n_cells, n_genes = x.shape
+    twice_u = np.zeros((n_groups - 1, n_genes), dtype=np.int64)
     if sparse.issparse(x) and x.format == "csc":
-        twice_u = _twice_u_cols_sparse(
-            x.data,
-            x.indices,
-            x.indptr,
-            cell_row,
-            test_sizes,
-            ref_data,
-            ref_indptr,
-            ref_zeros,
-            zero_count,
-        )
+        _twice_u_columns(x.data, x.indices, x.indptr, 0, cell_row, test_sizes, *reference, twice_u)
+    elif sparse.issparse(x):
+        # Gene by gene is fast (the gene's reference values stay in cache), so the CSR matrix
+        # is transposed one block of genes at a time (bounded memory, x itself untouched).
+        if not x.has_sorted_indices:
+            x = x.sorted_indices()
+        for lo, hi in _gene_blocks(n_genes, x.nnz / max(n_genes, 1)):
+            col_ptr, rows, values = _csr_gene_block(x.data, x.indices, x.indptr, lo, hi)
+            _twice_u_columns(values, rows, col_ptr, lo, cell_row, test_sizes, *reference, twice_u)
     else:
-        order, starts = group_order(cell_row, n_groups - 1)
-        if sparse.issparse(x):
-            twice_u = _twice_u_rows_sparse(
-                x.data,
-                x.indices,
-                x.indptr,
-                order,
-                starts,
-                ref_data,
-                ref_indptr,
-                ref_zeros,
-                zero_count,
-                x.shape[1],
-            )
-        else:
-            twice_u = _twice_u_rows_dense(
-                np.ascontiguousarray(x), order, starts, ref_data, ref_indptr, ref_zeros
-            )
+        x = np.asarray(x)
+        all_rows = np.arange(n_cells, dtype=np.int64)
+        for lo, hi in _gene_blocks(n_genes, n_cells):
+            values = np.ascontiguousarray(x[:, lo:hi].T).reshape(-1)
+            col_ptr = np.arange(hi - lo + 1, dtype=np.int64) * n_cells
+            rows = np.broadcast_to(all_rows, (hi - lo, n_cells)).reshape(-1)
+            _twice_u_columns(values, rows, col_ptr, lo, cell_row, test_sizes, *reference, twice_u)
 
     n = test_sizes[:, None]
     m = int(sizes[iref])

@@ -61,11 +61,16 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from perturb_assets.core import features
 from perturb_assets.core.conditions import CONTROL
 
 #: File names of a GEARS dataset folder.
 H5AD_NAME = "perturb_processed.h5ad"
 GMT_NAME = "gene_annotations.gmt"
+EMBEDDINGS_DIR = "embeddings"
+# Stand-ins for the three published gene embeddings: the same program signal seen through
+# different amounts of noise (noise SD relative to the signal SD), so they rank differently.
+EMBEDDING_NOISE: dict[str, float] = {"scgpt": 1.5, "scfoundation": 3.0, "scelmo": 1.0}
 
 #: Library size that ``X`` is normalised to before ``log1p`` (as in GEARS' preprocessing).
 TARGET_SUM = 1e4
@@ -156,6 +161,9 @@ class SimulatedDataset:
     term_descriptions: pd.Series | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+
+# The one GMT reader lives in features; re-exported so `simulate.read_gmt` keeps working.
+read_gmt = features.read_gmt
 
 # ---------------------------------------------------------------------------------------------
 # Public API
@@ -625,54 +633,50 @@ def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(folder / H5AD_NAME, lambda tmp: sim.adata.write_h5ad(tmp))
     _atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
+    (folder / EMBEDDINGS_DIR).mkdir(exist_ok=True)
+    for name, table in simulated_embeddings(sim).items():
+        _atomic_write(folder / EMBEDDINGS_DIR / f"{name}.parquet", table.to_parquet)
     return folder
 
 
-def read_gmt(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a GMT file into a binary gene × term matrix.
+def simulated_embeddings(
+    sim: SimulatedDataset, n_dims: int = 64, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """Stand-ins for the scGPT, scFoundation and scELMo gene-embedding tables.
+
+    Each is a random projection of a gene's ground-truth program membership plus Gaussian
+    noise (``EMBEDDING_NOISE`` sets its SD relative to the signal), so each embedding carries
+    real but imperfect prior knowledge, like the published ones. They let the whole feature ×
+    model grid run on ``synthetic``; for real datasets the user supplies the real files.
 
     Parameters
     ----------
-    path
-        GMT file: ``term_id <TAB> description <TAB> gene <TAB> gene ...`` per line.
+    sim
+        The simulated dataset (its ``programs`` matrix is the signal).
+    n_dims
+        Embedding width.
+    seed
+        Seed of the projections and the noise.
 
     Returns
     -------
-    pandas.DataFrame
-        ``int8`` 0/1 matrix; index: gene symbols (sorted, name ``gene_name``); columns: term ids
-        in file order (name ``term_id``).
-
-    Raises
-    ------
-    ValueError
-        If a line has fewer than two fields or a term id repeats.
+    dict of str to pandas.DataFrame
+        Name → gene symbol × ``dim0..`` float32 table, covering every annotated gene.
     """
-    terms: list[str] = []
-    members: list[list[str]] = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 2:
-                raise ValueError(
-                    f"{path}: line {line_no}: expected 'term<TAB>description<TAB>genes'"
-                )
-            terms.append(parts[0])
-            members.append([g for g in parts[2:] if g])
-    if len(set(terms)) != len(terms):
-        raise ValueError(f"{path}: repeated term ids")
-    genes = sorted({g for m in members for g in m})
-    gene_pos = {g: i for i, g in enumerate(genes)}
-    matrix = np.zeros((len(genes), len(terms)), dtype=np.int8)
-    for j, m in enumerate(members):
-        matrix[[gene_pos[g] for g in m], j] = 1
-    return pd.DataFrame(
-        matrix,
-        index=pd.Index(genes, name="gene_name"),
-        columns=pd.Index(terms, name="term_id"),
-    )
+    rng = np.random.default_rng(seed)
+    membership = sim.programs.to_numpy(dtype=np.float64)
+    out = {}
+    for name, noise in EMBEDDING_NOISE.items():
+        projection = rng.normal(size=(membership.shape[1], n_dims))
+        signal = membership @ projection
+        scale = float(signal.std()) or 1.0
+        values = signal + rng.normal(scale=noise * scale, size=signal.shape)
+        out[name] = pd.DataFrame(
+            values.astype(np.float32),
+            index=pd.Index(sim.programs.index.astype(str), name="gene"),
+            columns=[f"dim{i}" for i in range(n_dims)],
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

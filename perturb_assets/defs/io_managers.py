@@ -88,18 +88,36 @@ class LocalAssetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            # A fan-in (e.g. benchmark_summary over every dataset): the materialised ones only.
+            base = Path(self.base_dir, *context.asset_key.path)
+            loaded = {}
+            for key in context.asset_partition_keys:
+                path = _existing(base / key)
+                if path is not None:
+                    loaded[key] = _read(path)
+            return loaded
         stem = self._stem(context)
-        for suffix in _SUFFIXES:
-            path = stem.with_suffix(suffix)
-            if path.exists():
-                break
-        else:
+        path = _existing(stem)
+        if path is None:
             raise FileNotFoundError(
                 f"asset {context.asset_key.to_user_string()} has no stored value at {stem}.*; "
                 "materialise it first"
             )
-        if suffix == ".zarr":
-            return ad.read_zarr(path)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        return json.loads(path.read_text())
+        return _read(path)
+
+
+def _existing(stem: Path) -> Path | None:
+    for suffix in _SUFFIXES:
+        path = stem.with_suffix(suffix)
+        if path.exists():
+            return path
+    return None
+
+
+def _read(path: Path) -> Any:
+    if path.suffix == ".zarr":
+        return ad.read_zarr(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return json.loads(path.read_text())

@@ -4,8 +4,6 @@ The check logic is plain functions over core objects (``*_problems``), so it is 
 without Dagster; the checks only wrap them.
 """
 
-from __future__ import annotations
-
 import anndata as ad
 import dagster as dg
 import numpy as np

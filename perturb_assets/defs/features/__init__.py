@@ -1,0 +1,1 @@
+"""Gene features: GO annotations and their PCA, and the published gene embeddings."""

@@ -1,0 +1,1 @@
+"""Metric assets: per-dataset benchmark tables and the cross-dataset summary."""

@@ -1,0 +1,1 @@
+"""Baseline model assets: one prediction table per (model, feature set) and dataset."""

@@ -2,7 +2,8 @@
 
 Environment:
 - ``PERTURB_ASSETS_DATA_ROOT``: data root (default ``./data``).
-- ``PERTURB_ASSETS_EXECUTOR``: ``in_process``, ``multiprocess`` (default) or ``k8s``.
+- ``PERTURB_ASSETS_EXECUTOR``: ``in_process`` (default: no per-step process start-up, which
+  costs more than most steps on a laptop), ``multiprocess`` or ``k8s``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from perturb_assets.defs.resources import default_data_sources
 
 
 def _executor() -> dg.ExecutorDefinition:
-    kind = os.environ.get("PERTURB_ASSETS_EXECUTOR", "multiprocess")
+    kind = os.environ.get("PERTURB_ASSETS_EXECUTOR", "in_process")
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "multiprocess":

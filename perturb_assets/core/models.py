@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestRegressor
@@ -858,6 +857,8 @@ def save_model(model: BaseEstimator, path: str | os.PathLike[str]) -> Path:
     pathlib.Path
         ``path``.
     """
+    import skops.io as sio  # lazy: importing skops costs seconds (it scans trusted types)
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     sio.dump(model, p)
@@ -893,6 +894,8 @@ def load_model(path: str | os.PathLike[str]) -> BaseEstimator:
     ModelFileError
         The file is not a readable skops archive (e.g. a pickle).
     """
+    import skops.io as sio  # lazy: importing skops costs seconds (it scans trusted types)
+
     p = str(path)
     try:
         untrusted = sio.get_untrusted_types(file=p)

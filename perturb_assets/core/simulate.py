@@ -165,6 +165,7 @@ class SimulatedDataset:
 # The one GMT reader lives in features; re-exported so `simulate.read_gmt` keeps working.
 read_gmt = features.read_gmt
 
+
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def _fit(
     # refit=False: the chosen setting is the one fitted on train only, as the issue specifies.
     result = M.fit_select_predict(
         model, features, profiles, split, ctrl_mean=profiles.loc["ctrl"],
-        random_state=RANDOM_STATE, refit=False,
+        random_state=RANDOM_STATE, refit=False, n_jobs=-1,
     )  # fmt: skip
     model_path = model_file(data_sources.root, model, feature_set, context.partition_key)
     atomic_write(model_path, lambda tmp: M.save_model(result.model, tmp))

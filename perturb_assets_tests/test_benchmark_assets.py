@@ -1,0 +1,115 @@
+"""End-to-end on synthetic data: features → every baseline model → metrics → summary."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturb_assets.core import benchmark as B
+from perturb_assets.defs.datasets import assets as D
+from perturb_assets.defs.features import assets as F
+from perturb_assets.defs.io_managers import LocalAssetIOManager
+from perturb_assets.defs.metrics import assets as MA
+from perturb_assets.defs.models import assets as MO
+from perturb_assets.defs.resources import DataSources
+
+# Big enough for the prior-knowledge signal to show, small enough for CI.
+SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
+PER_DATASET = [
+    D.raw_dataset, D.expression, D.perturbation_split, D.pseudobulk, D.de_genes,
+    F.go_annotations, F.go_pca_features, *F.embedding_pca_features, *MO.prediction_assets,
+    MA.metrics,
+]  # fmt: skip
+
+
+def _resources(root):
+    return {
+        "io_manager": LocalAssetIOManager(base_dir=str(root / "assets")),
+        "data_sources": DataSources(data_root=str(root)),
+    }
+
+
+@pytest.fixture(scope="module")
+def materialised(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    result = dg.materialize(
+        [*PER_DATASET, *F.embedding_files],
+        partition_key="synthetic",
+        resources=_resources(root),
+        run_config={"ops": {"raw_dataset": {"config": SIM}}},
+    )
+    assert result.success
+    summary = dg.materialize(
+        [MA.benchmark_summary, *PER_DATASET, *F.embedding_files],
+        selection=[MA.benchmark_summary],
+        resources=_resources(root),
+    )
+    assert summary.success
+    return root
+
+
+def _metrics(root) -> pd.DataFrame:
+    return pd.read_parquet(root / "assets" / "metrics" / "synthetic.parquet")
+
+
+def test_full_model_feature_metric_table_with_cis(materialised):
+    table = _metrics(materialised)
+    overall = table[table["subgroup"] == B.ALL_SUBGROUPS]
+    pairs = set(zip(overall["model"], overall["features"], strict=True))
+    expected = {(m, fs or "none") for m, fs in MO.PREDICTORS}
+    assert pairs == expected
+    metrics = set(overall["metric"])
+    assert metrics == {
+        "pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target",
+        "pearson_delta_de_no_target_reference_compat",
+    }  # fmt: skip
+    assert set(overall["de_method"]) == {"none", "t-test", "wilcoxon"}
+    assert (overall["ci_low"] <= overall["value"]).all()
+    assert (overall["value"] <= overall["ci_high"]).all()
+    rf = overall[overall["model"] == "random_forest"]
+    assert rf["diff_vs_train_mean"].notna().all()
+    assert rf["win_rate_vs_train_mean"].between(0, 1).all()
+    # Combination dataset: per-subgroup rows exist for the GEARS test subgroups.
+    assert {"combo_seen2", "unseen_single"} <= set(table["subgroup"])
+
+
+def test_random_forest_on_go_beats_train_mean(materialised):
+    table = _metrics(materialised)
+    row = table[
+        (table["metric"] == "pearson_delta") & (table["subgroup"] == B.ALL_SUBGROUPS)
+    ].set_index(["model", "features"])["value"]
+    assert row[("random_forest", "go")] > row[("train_mean", "none")] + 0.02
+
+
+def test_summary_collects_the_dataset_and_models_are_persisted(materialised):
+    summary = pd.read_parquet(materialised / "assets" / "benchmark_summary" / "__all__.parquet")
+    assert set(summary["dataset"]) == {"synthetic"}
+    assert len(summary) == len(_metrics(materialised))
+    model_file = MO.model_file(materialised, "random_forest", "go", "synthetic")
+    assert model_file.exists() and model_file.stat().st_size > 0
+
+
+def test_predictions_cover_test_conditions_and_all_genes(materialised):
+    assets = materialised / "assets"
+    split = pd.read_parquet(assets / "perturbation_split" / "synthetic.parquet")
+    pb = pd.read_parquet(assets / "pseudobulk" / "synthetic.parquet")
+    pred = pd.read_parquet(assets / "knn_go_predictions" / "synthetic.parquet")
+    assert set(pred.index) == set(split.index[split["split"] == "test"])
+    assert list(pred.columns) == list(pb.columns.drop("n_cells"))
+    assert np.isfinite(pred.to_numpy()).all()
+
+
+def test_paper_value_sits_beside_ours_only_where_comparable():
+    summary = pd.DataFrame(
+        {
+            "dataset": ["adamson"] * 3, "model": ["random_forest"] * 3, "features": ["go"] * 3,
+            "de_method": ["none", "wilcoxon", "t-test"], "subgroup": ["all"] * 3,
+            "metric": ["pearson_delta", "pearson_de_delta",
+                       "pearson_delta_de_no_target_reference_compat"],
+            "value": [0.7, 0.7, 0.8],
+        }
+    )  # fmt: skip
+    out = B.attach_paper_values(summary)
+    assert out.loc[0, "paper_value"] == pytest.approx(0.7387)
+    assert pd.isna(out.loc[1, "paper_value"])  # the paper's DE lists are t-test
+    assert out.loc[2, "paper_value"] == pytest.approx(0.7958)  # pearson_delta_de_no_knockout

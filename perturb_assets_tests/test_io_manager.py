@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from perturb_assets.defs.io_managers import atomic_write
+from perturb_assets.core.atomic import atomic_write
 
 
 def test_atomic_write_replaces_file(tmp_path):

@@ -26,6 +26,7 @@ from perturb_assets.core.simulate import (
     pseudobulk_deltas,
     read_gmt,
     simulate_perturbseq,
+    simulated_embeddings,
     write_gears_dataset,
 )
 
@@ -363,7 +364,9 @@ def test_uns_matches_cell_gears(combo_sim):
 def test_write_read_round_trip(combo_sim, tmp_path):
     folder = write_gears_dataset(combo_sim, tmp_path / "synthetic")
     assert folder == tmp_path / "synthetic"
-    assert sorted(p.name for p in folder.iterdir()) == sorted([H5AD_NAME, GMT_NAME])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([H5AD_NAME, GMT_NAME, "embeddings"])
+    written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
+    assert set(written) == {"scgpt", "scfoundation", "scelmo"}
 
     back = ad.read_h5ad(folder / H5AD_NAME)
     mine = combo_sim.adata
@@ -386,7 +389,9 @@ def test_write_read_round_trip(combo_sim, tmp_path):
 
     # Rewriting replaces the files in place and leaves no temporary files behind.
     write_gears_dataset(combo_sim, folder)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([H5AD_NAME, GMT_NAME])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([H5AD_NAME, GMT_NAME, "embeddings"])
+    written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
+    assert set(written) == {"scgpt", "scfoundation", "scelmo"}
 
 
 def test_read_gmt_rejects_malformed_lines(tmp_path):
@@ -407,3 +412,22 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert back.shape == (600, 120)
     assert "rank_genes_groups_cov_all" in back.uns
     assert read_gmt(out / GMT_NAME).shape[1] == 300
+
+
+def test_simulated_embeddings_carry_program_signal_with_different_noise(combo_sim):
+    embeddings = simulated_embeddings(combo_sim)
+    again = simulated_embeddings(combo_sim)
+    membership = combo_sim.programs.to_numpy(dtype=float)
+    # Genes sharing programs must be closer in every embedding than random gene pairs, and the
+    # noisier stand-in (scfoundation) must carry less of that signal than the cleanest (scelmo).
+    same = membership @ membership.T > 0
+    np.fill_diagonal(same, False)
+    gaps = {}
+    for name, table in embeddings.items():
+        pd.testing.assert_frame_equal(table, again[name])
+        assert list(table.index) == list(combo_sim.programs.index)
+        corr = np.corrcoef(table.to_numpy(dtype=float))
+        off = ~np.eye(len(corr), dtype=bool)
+        gaps[name] = corr[same].mean() - corr[off & ~same].mean()
+        assert gaps[name] > 0.05, name
+    assert gaps["scelmo"] > gaps["scfoundation"]

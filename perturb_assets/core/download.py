@@ -36,6 +36,7 @@ from typing import Any
 
 import requests
 
+from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.datasets import (
     BUILTIN_DATASETS,
     GEARS_FILENAME,
@@ -203,10 +204,8 @@ def _sidecar(dest: Path) -> Path:
     return dest.with_name(dest.name + ".sha256")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_text_atomic(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _read_sidecar(dest: Path) -> str | None:
@@ -324,7 +323,7 @@ def download_file(
             retryable=False,
         )
     os.replace(part, dest)
-    _write_atomic(_sidecar(dest), f"{sha}  {dest.name}\n")
+    _write_text_atomic(_sidecar(dest), f"{sha}  {dest.name}\n")
     logger.info("%s: downloaded %d bytes (sha256 %s, resumed=%s)", dest, n_bytes, sha, resumed)
     return DownloadResult(dest, sha, n_bytes, resumed)
 
@@ -694,4 +693,6 @@ def fetch_gears_dataset(
 
 
 def _write_provenance(folder: Path, record: dict[str, Any]) -> None:
-    _write_atomic(folder / PROVENANCE_FILENAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _write_text_atomic(
+        folder / PROVENANCE_FILENAME, json.dumps(record, indent=2, sort_keys=True) + "\n"
+    )

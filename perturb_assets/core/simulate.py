@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from perturb_assets.core import features
+from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.conditions import CONTROL
 
 #: File names of a GEARS dataset folder.
@@ -632,11 +632,11 @@ def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / H5AD_NAME, lambda tmp: sim.adata.write_h5ad(tmp))
-    _atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
+    atomic_write(folder / H5AD_NAME, lambda tmp: sim.adata.write_h5ad(tmp))
+    atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
     (folder / EMBEDDINGS_DIR).mkdir(exist_ok=True)
     for name, table in simulated_embeddings(sim).items():
-        _atomic_write(folder / EMBEDDINGS_DIR / f"{name}.parquet", table.to_parquet)
+        atomic_write(folder / EMBEDDINGS_DIR / f"{name}.parquet", table.to_parquet)
     return folder
 
 
@@ -1142,19 +1142,6 @@ def _write_gmt(sim: SimulatedDataset, path: Path) -> None:
             description = str(description).replace("\t", " ").replace("\n", " ")
             members = genes[matrix[:, j] != 0]
             handle.write("\t".join([str(term), description, *members]) + "\n")
-
-
-def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
-    """Write ``final`` through a temporary file in the same folder and ``os.replace``."""
-    # A fresh, unique name in the same folder (so os.replace is atomic); the writer creates it
-    # with the default permissions (mkstemp would make it private).
-    tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp{final.suffix}"
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _barcodes(rng: np.random.Generator, n: int) -> np.ndarray:

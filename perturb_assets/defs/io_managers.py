@@ -8,10 +8,7 @@ run never leaves a half-written asset and the previous materialisation survives 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +16,10 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
+from perturb_assets.core.atomic import atomic_write
+
 UNPARTITIONED = "__all__"
 _SUFFIXES = (".zarr", ".parquet", ".json")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then move it into place.
-
-    Works for files and directories (zarr stores). If ``write`` raises, ``path`` is untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = path.parent / f".{path.name}.tmp-{tag}"
-    try:
-        write(tmp)
-        if path.is_dir():
-            # os.replace cannot overwrite a non-empty directory: move the old one aside first.
-            old = path.parent / f".{path.name}.old-{tag}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
 
 
 def _write_json(obj: Any, tmp: Path) -> None:

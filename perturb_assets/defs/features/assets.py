@@ -13,9 +13,9 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.core import features as F
+from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.conditions import target_genes
 from perturb_assets.core.simulate import EMBEDDINGS_DIR
-from perturb_assets.defs.io_managers import atomic_write
 from perturb_assets.defs.metadata import frame_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.resources import DataSources

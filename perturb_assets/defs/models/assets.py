@@ -15,8 +15,8 @@ import pandas as pd
 
 from perturb_assets.core import features as F
 from perturb_assets.core import models as M
+from perturb_assets.core.atomic import atomic_write
 from perturb_assets.defs.features.assets import FEATURE_SETS, feature_asset_name
-from perturb_assets.defs.io_managers import atomic_write
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.resources import DataSources

@@ -106,8 +106,10 @@ def _test_groups(
     singletons = [str(g) for g, n in zip(labels, sizes, strict=True) if n < 2]
     if singletons:
         # scanpy raises the same error: a one-cell group has no variance.
+        shown = ", ".join(singletons[:10])
+        more = f" (and {len(singletons) - 10} more)" if len(singletons) > 10 else ""
         raise ValueError(
-            f"Could not calculate statistics for groups {', '.join(singletons)} "
+            f"Could not calculate statistics for groups {shown}{more} "
             "since they only contain one sample."
         )
     return codes, labels, int(labels.get_loc(reference)), sizes

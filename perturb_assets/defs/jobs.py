@@ -30,6 +30,7 @@ observe_embedding_files_job = dg.define_asset_job(
     description="Hash the user's gene-embedding files.",
 )
 embedding_refresh_schedule = dg.ScheduleDefinition(
+    name="embedding_refresh_schedule",
     job=observe_embedding_files_job,
     cron_schedule="0 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -36,6 +36,7 @@ def headline_table(summary: pd.DataFrame, de_method: str = "t-test") -> pd.DataF
     kinds={"pandas", "parquet"},
     ins={"pseudobulk": dg.AssetIn(), "perturbation_split": dg.AssetIn(), "de_genes": dg.AssetIn(),
          **_PRED_INS},
+    automation_condition=dg.AutomationCondition.eager(),
     description="Every model × feature set × DE method × metric on the test conditions, with "
     "bootstrap 95% CIs, the paired difference to Train Mean, per-subgroup rows, and the "
     "paper's value beside ours.",

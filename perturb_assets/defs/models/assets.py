@@ -97,6 +97,8 @@ def _prediction_asset(model: str, feature_set: str | None) -> dg.AssetsDefinitio
         code_version="1",
         kinds={"sklearn", "parquet"},
         op_tags={"device": "cpu"},
+        # Recompute when features or pseudo-bulk change (e.g. a new embedding file).
+        automation_condition=dg.AutomationCondition.eager(),
         metadata={"model": model, "features": feature_set or "none"},
         description=f"Test-set pseudo-bulk predictions of {model}"
         + (f" on {feature_set} features." if feature_set else "."),

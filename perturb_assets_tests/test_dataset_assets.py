@@ -131,3 +131,18 @@ def test_check_functions_flag_bad_data():
     assert "no control cells" in C.expression_schema_problems(adata)
     covered = pd.DataFrame({"split": ["train"], "subgroup": [None]}, index=["ctrl"])
     assert len(C.split_coverage_problems(covered, adata)) == 2
+
+
+def test_user_dataset_is_located_by_name(tmp_path):
+    from perturb_assets.core.datasets import add_user_dataset
+    from perturb_assets.core.simulate import simulate_perturbseq, write_gears_dataset
+
+    folder = write_gears_dataset(
+        simulate_perturbseq(n_cells=600, n_genes=60, n_perturbations=8, compute_de=False),
+        tmp_path / "src",
+    )
+    add_user_dataset(folder, "my_screen", tmp_path)
+    path, origin = A._locate_raw("my_screen", DataSources(data_root=str(tmp_path)), None)
+    assert origin == "user" and path.name == "perturb_processed.h5ad" and path.exists()
+    with pytest.raises(dg.Failure, match="neither built in"):
+        A._locate_raw("unknown_screen", DataSources(data_root=str(tmp_path)), None)

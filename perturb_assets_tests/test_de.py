@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+from perturbseq_data import make_adata  # shared test data
 from scipy import sparse
 
 from perturb_assets.core.conditions import parse_condition
@@ -16,51 +19,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.PerformanceWarnin
 
 FORMATS = ("csr", "csc", "dense")
 METHODS = ("t-test", "wilcoxon")
-
-
-def make_adata(seed: int, fmt: str = "csr", n_cells: int = 1500, n_genes: int = 120) -> ad.AnnData:
-    """Small Perturb-seq-like data: NB counts -> normalize_total(1e4) -> log1p, float32.
-
-    ``var_names`` are Ensembl-like ids, ``var["gene_name"]`` symbols. Conditions: ``ctrl``,
-    singles ``A+ctrl`` and ``ctrl+A``, combinations ``A+B``, a target that is not measured and
-    a two-cell group; five genes are never expressed (their scores are NaN -> 0 in scanpy).
-    Targets are knocked down and a few other genes shifted, so DE is meaningful.
-    """
-    rng = np.random.default_rng(seed)
-    symbols = np.array([f"G{i}" for i in range(n_genes)])
-    targets = rng.choice(n_genes - 5, 8, replace=False)
-    conditions = [
-        f"{symbols[g]}+ctrl" if k % 2 else f"ctrl+{symbols[g]}" for k, g in enumerate(targets)
-    ]
-    conditions += [
-        f"{symbols[targets[0]]}+{symbols[targets[1]]}",
-        f"{symbols[targets[2]]}+{symbols[targets[3]]}",
-        "NOTMEASURED+ctrl",
-    ]
-    labels = np.array(
-        ["ctrl"] * 300 + list(rng.choice(conditions, n_cells - 302)) + ["ZZ+ctrl"] * 2
-    )
-    rng.shuffle(labels)
-    mean = np.exp(rng.normal(-0.5, 1.3, n_genes))
-    mean[-5:] = 0.0
-    fold = {c: np.ones(n_genes) for c in set(labels)}
-    for c, f in fold.items():
-        if c != "ctrl":
-            f[rng.choice(n_genes - 5, 8, replace=False)] = np.exp(rng.normal(0, 1.2, 8))
-            for t in c.split("+"):
-                f[symbols == t] = 0.1
-    mu = np.stack([fold[c] for c in labels]) * mean * rng.lognormal(0, 0.3, (n_cells, 1))
-    counts = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(np.float32)
-    adata = ad.AnnData(sparse.csr_matrix(counts))
-    adata.obs_names = [f"cell{i}" for i in range(n_cells)]
-    adata.var_names = [f"ENSG{i:011d}" for i in range(n_genes)]
-    adata.var["gene_name"] = symbols
-    adata.obs["condition"] = pd.Categorical(labels)
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    x = adata.X.astype(np.float32)
-    adata.X = {"csr": x, "csc": sparse.csc_matrix(x), "dense": x.toarray()}[fmt]
-    return adata
 
 
 def scanpy_rank(
@@ -176,7 +134,7 @@ def test_zero_variance_edge_cases_match_scanpy() -> None:
     x[:, 1] = [0, 0, 0, 0, 1, 1, 0, 0]  # constant 1 in group A, constant 0 in ctrl: t = +inf
     x[:, 2] = [1, 2, 1, 2, 3, 3, 0.5, 1]
     x[:, 3] = [0, 1, 0, 1, 0, 0, 2, 0]
-    x[:, 4] = [1, 1, 1, 1, 1, 1, 1, 1]  # constant everywhere: 0/0 -> 0
+    x[:, 4] = 0.1  # constant everywhere: variance 0 or a rounding-negative one -> 0/0 -> 0
     obs = pd.DataFrame(
         {"condition": pd.Categorical(["ctrl"] * 4 + ["A+ctrl"] * 2 + ["B+C"] * 2)},
         index=[f"c{i}" for i in range(8)],
@@ -191,7 +149,9 @@ def test_zero_variance_edge_cases_match_scanpy() -> None:
             expected = scanpy_rank(adata, method, 5)
             result = top_de_genes(adata, method=method, n_top=5)
             assert {g: list(v) for g, v in expected.items()} == result
-        scores = rank_de_genes(adata, method="t-test")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # NaNs are silent, as in scanpy
+            scores = rank_de_genes(adata, method="t-test")
         assert np.isposinf(scores.loc["A+ctrl", "ENSG1"])
         assert scores.loc["A+ctrl", "ENSG0"] == 0 and scores.loc["A+ctrl", "ENSG4"] == 0
 
@@ -268,3 +228,35 @@ def test_wilcoxon_gene_blocks(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None
     assert top_de_genes(adata, method="wilcoxon", n_top=adata.n_vars) == expected
     ref = scanpy_rank(adata, "wilcoxon", adata.n_vars)
     assert {g: list(v) for g, v in ref.items()} == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_heavy_ties(dtype: type) -> None:
+    """Values on a coarse grid (many exact ties, average ranks in scanpy) and float64 data."""
+    adata = make_adata(10, "dense", n_cells=700, n_genes=60)
+    x = (np.round(adata.X * 2) / 2).astype(dtype)
+    for mat in (x, sparse.csr_matrix(x), sparse.csc_matrix(x)):
+        other = ad.AnnData(mat, obs=adata.obs, var=adata.var)
+        for method in METHODS:
+            expected = scanpy_rank(other, method, other.n_vars)
+            result = top_de_genes(other, method=method, n_top=other.n_vars)
+            assert {g: list(v) for g, v in expected.items()} == result
+
+
+def test_unsorted_csr_indices() -> None:
+    """CSR rows with unsorted column indices give the same lists; X is left as it was."""
+    adata = make_adata(11, "csr", n_cells=600, n_genes=50)
+    expected = {m: top_de_genes(adata, method=m, n_top=adata.n_vars) for m in METHODS}
+    x = adata.X.copy()
+    rng = np.random.default_rng(1)
+    for r in range(x.shape[0]):
+        s, e = x.indptr[r], x.indptr[r + 1]
+        perm = rng.permutation(e - s)
+        x.indices[s:e] = x.indices[s:e][perm]
+        x.data[s:e] = x.data[s:e][perm]
+    x.has_sorted_indices = False
+    indices = x.indices.copy()
+    other = ad.AnnData(x, obs=adata.obs, var=adata.var)
+    for method in METHODS:
+        assert top_de_genes(other, method=method, n_top=other.n_vars) == expected[method]
+    np.testing.assert_array_equal(other.X.indices, indices)

@@ -47,6 +47,7 @@ then ``np.argsort`` of ``|score|``), so genes with tied scores come out in scanp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numba
@@ -255,17 +256,54 @@ def top_de_genes(
             "adata.var['gene_name'], which is missing"
         )
     scores, groups = de_scores(adata, method=method, groupby=groupby, reference=reference)
-    var_names = np.asarray(adata.var_names, dtype=object)
+    gene_names = adata.var["gene_name"] if exclude_targets else None
+    return top_genes_from_scores(
+        scores, groups, adata.var_names, n_top, exclude_targets=exclude_targets,
+        gene_names=gene_names,
+    )  # fmt: skip
+
+
+def top_genes_from_scores(
+    scores: np.ndarray,
+    groups: Sequence[str] | pd.Index,
+    var_names: Sequence[str] | pd.Index,
+    n_top: int = 20,
+    exclude_targets: bool = False,
+    gene_names: Sequence[str] | pd.Series | None = None,
+) -> dict[str, list[str]]:
+    """Top genes per group from a :func:`de_scores` matrix, exactly as :func:`top_de_genes`.
+
+    Lets a caller score once and select several lists (top-n, without targets, longer lists).
+
+    Parameters
+    ----------
+    scores, groups
+        The output of :func:`de_scores`.
+    var_names
+        Gene ids, in score-column order.
+    n_top, exclude_targets
+        As in :func:`top_de_genes`.
+    gene_names
+        Symbols of ``var_names`` (``adata.var["gene_name"]``); required with
+        ``exclude_targets``.
+
+    Returns
+    -------
+    dict of str to list of str
+        Group → ranked ``var_names``.
+    """
+    var_names = np.asarray(var_names, dtype=object)
     n_vars = var_names.size
     n_select = min(int(n_top), n_vars)
     symbol_to_vars: dict[str, np.ndarray] = {}
     if exclude_targets:
-        gene_names = pd.Series(np.asarray(adata.var["gene_name"]).astype(str))
+        if gene_names is None:
+            raise ValueError("exclude_targets=True needs gene_names (adata.var['gene_name'])")
+        symbols = pd.Series(np.asarray(gene_names).astype(str))
         symbol_to_vars = {
             str(s): np.asarray(idx, dtype=np.int64)
-            for s, idx in gene_names.groupby(gene_names, sort=False).indices.items()
+            for s, idx in symbols.groupby(symbols, sort=False).indices.items()
         }
-
     result: dict[str, list[str]] = {}
     for row, group in enumerate(groups):
         abs_scores = np.abs(scores[row])

@@ -63,6 +63,7 @@ from anndata import AnnData
 from perturb_assets.core import features
 from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.conditions import CONTROL
+from perturb_assets.core.pseudobulk import group_sums
 
 #: File names of a GEARS dataset folder.
 H5AD_NAME = "perturb_processed.h5ad"
@@ -524,7 +525,7 @@ def gears_de_fields(adata: AnnData) -> dict[str, dict[str, np.ndarray]]:
 
     conditions = obs["condition"].astype(str).to_numpy()
     uniq, codes = np.unique(conditions, return_inverse=True)
-    n_nonzero = _group_sums(x, codes, len(uniq), nonzero=True)
+    n_nonzero, _ = group_sums(_nonzero_indicator(x), codes, len(uniq))
     ctrl_zero = n_nonzero[np.flatnonzero(uniq == CONTROL)[0]] == 0
     name_to_condition = dict(
         zip(obs["condition_name"].astype(str), obs["condition"].astype(str), strict=True)
@@ -574,7 +575,7 @@ def pseudobulk_deltas(adata: AnnData, condition_key: str = "condition") -> pd.Da
     uniq, codes = np.unique(conditions, return_inverse=True)
     if CONTROL not in uniq:
         raise ValueError(f"obs[{condition_key!r}] has no {CONTROL!r} cells")
-    sums = _group_sums(adata.X, codes, len(uniq))
+    sums, _ = group_sums(adata.X, codes, len(uniq))
     means = sums / np.bincount(codes, minlength=len(uniq))[:, None]
     ctrl_row = int(np.flatnonzero(uniq == CONTROL)[0])
     keep = np.arange(len(uniq)) != ctrl_row
@@ -798,32 +799,13 @@ def _validate(
     return int(n_programs)
 
 
-def _group_sums(
-    x: Any, codes: np.ndarray, n_groups: int, *, nonzero: bool = False, chunk_rows: int = 20_000
-) -> np.ndarray:
-    """Per-group column sums of ``x`` (or of ``x != 0``) in float64, ``n_groups × n_vars``.
-
-    Works through row chunks, so a large float32 matrix is never copied to float64 whole.
-    """
-    n_rows, n_cols = x.shape
-    sums = np.zeros((n_groups, n_cols), dtype=np.float64)
-    for start in range(0, n_rows, chunk_rows):
-        stop = min(start + chunk_rows, n_rows)
-        block = x[start:stop]
-        if sp.issparse(block):
-            block = sp.csr_matrix(block, dtype=np.float64, copy=True)
-            if nonzero:
-                block.data = (block.data != 0).astype(np.float64)
-        else:
-            block = np.asarray(block)
-            block = (block != 0).astype(np.float64) if nonzero else block.astype(np.float64)
-        indicator = sp.csr_matrix(
-            (np.ones(stop - start), (codes[start:stop], np.arange(stop - start))),
-            shape=(n_groups, stop - start),
-        )
-        part = indicator @ block
-        sums += part.toarray() if sp.issparse(part) else np.asarray(part)
-    return sums
+def _nonzero_indicator(x: Any) -> Any:
+    """``x != 0`` as float32, sparse when ``x`` is (a small copy, for the GEARS DE fields)."""
+    if sp.issparse(x):
+        out = sp.csr_matrix(x, dtype=np.float32, copy=True)
+        out.data = (out.data != 0).astype(np.float32)
+        return out
+    return (np.asarray(x) != 0).astype(np.float32)
 
 
 def _percentile_rank(values: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 # Sourced by deploy/main.sh and deploy/test.sh: one idempotent set-up of a fresh machine.
 # Creates .venv, installs the pinned project (+ test extras), and points DAGSTER_HOME at a
 # git-ignored SQLite instance inside the repo. Re-installs only when pyproject.toml changes.
-set -euo pipefail
+# The calling scripts set -euo pipefail; this file leaves shell options alone.
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 PYTHON="${PYTHON:-python3.11}"

@@ -2,6 +2,7 @@
 # Set up (if needed), then run the main job for one dataset partition (default: synthetic)
 # on the embedded SQLite instance, then collect benchmark_summary over every materialised
 # dataset. Usage: bash deploy/main.sh [DATASET]
+set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 DATASET="${1:-synthetic}"
 dagster job execute -m perturb_assets.definitions -j main_job \

@@ -20,7 +20,13 @@ from perturb_assets.core.datasets import (
     load_gears_dataset,
     normalize_expression,
 )
-from perturb_assets.core.download import fetch_gears_dataset, sha256_file
+from perturb_assets.core.download import (
+    DownloadError,
+    fetch_gears_dataset,
+    is_retryable,
+    sha256_file,
+)
+from perturb_assets.core.errors import DatasetError
 from perturb_assets.core.metrics import reference_compat_de_lists
 from perturb_assets.defs.metadata import frame_sha256, markdown_table, matrix_sha256
 from perturb_assets.defs.partitions import dataset_partitions
@@ -64,9 +70,15 @@ def _locate_raw(name: str, sources: DataSources, config: SyntheticConfig) -> tup
         simulate.write_gears_dataset(sim, folder)
         return folder / "perturb_processed.h5ad", "simulator"
     if name in BUILTIN_DATASETS:
-        folder = fetch_gears_dataset(
-            name, sources.root, url_template=sources.dataverse_url_template or None
-        )
+        try:
+            folder = fetch_gears_dataset(
+                name, sources.root, url_template=sources.dataverse_url_template or None
+            )
+        except (DownloadError, DatasetError) as exc:
+            if is_retryable(exc):
+                raise  # DOWNLOAD_RETRY backs off and tries again (and the .part resumes)
+            # A 404, a checksum mismatch or a bad archive will not heal by waiting.
+            raise dg.Failure(str(exc), allow_retries=False) from exc
         return folder / "perturb_processed.h5ad", "dataverse"
     user = discover_user_datasets(sources.root)
     if name not in user:

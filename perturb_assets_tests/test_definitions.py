@@ -8,7 +8,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from perturb_assets import cli
-from perturb_assets.core.datasets import BUILTIN_DATASETS
+from perturb_assets.core.datasets import BUILTIN_DATASETS, load_gears_dataset
+from perturb_assets.core.features import read_gmt
 from perturb_assets.definitions import defs
 from perturb_assets.defs.partitions import dataset_names
 
@@ -80,4 +81,7 @@ def test_simulate_command_writes_a_gears_folder(tmp_path):
     out = tmp_path / "sim"
     args = ["simulate", str(out), "--cells", "600", "--genes", "80", "--perturbations", "12"]
     assert cli.main(args) == 0
-    assert (out / "perturb_processed.h5ad").exists() and (out / "gene_annotations.gmt").exists()
+    adata = load_gears_dataset(out)  # validates the GEARS layout
+    assert adata.n_obs == 600 and adata.n_vars == 80
+    assert adata.obs["condition"].nunique() == 13  # 12 perturbations + ctrl
+    assert read_gmt(out / "gene_annotations.gmt").shape[0] >= 80

@@ -96,9 +96,12 @@ def evaluate_models(
     for (model, features), pred in predictions.items():
         if pred.empty:
             continue
+        # A model may predict fewer conditions (missing_gene_policy="drop"); it is scored on
+        # those, and n_conditions says how many.
+        scored = truth.loc[truth.index.intersection(pred.index)]
         for i, method in enumerate(methods):
             long = M.evaluate_predictions(
-                pred, truth, ctrl_mean, de_lists_by_metric(de_table, method), subgroups
+                pred, scored, ctrl_mean, de_lists_by_metric(de_table, method), subgroups
             )
             base = long["metric"].isin(M.BASE_METRICS)
             long["de_method"] = method

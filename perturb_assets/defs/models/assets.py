@@ -42,6 +42,13 @@ def model_file(root: Path, model: str, feature_set: str | None, dataset: str) ->
     return root / "models" / prediction_asset_name(model, feature_set) / f"{dataset}.skops"
 
 
+class MissingGeneConfig(dg.Config):
+    """What to do with a condition whose target gene has no features: ``zero`` (a zero vector,
+    the default) or ``drop`` (leave the condition out of training and prediction)."""
+
+    missing_gene_policy: str = "zero"
+
+
 def _fit(
     context: dg.AssetExecutionContext,
     data_sources: DataSources,
@@ -50,6 +57,7 @@ def _fit(
     pseudobulk: pd.DataFrame,
     split: pd.DataFrame,
     gene_features: pd.DataFrame | None,
+    missing_gene_policy: str = "zero",
 ) -> dg.Output[pd.DataFrame]:
     name = prediction_asset_name(model, feature_set)
     profiles = pseudobulk.drop(columns=["n_cells"])
@@ -59,12 +67,15 @@ def _fit(
         if gene_features.empty:
             context.log.warning(f"{name}: no {feature_set} features; skipped")
             return dg.Output(pd.DataFrame(), metadata={**meta, "status": "skipped: no features"})
-        # Missing genes get a zero vector (policy recorded below), as the paper's summed rows.
-        features, report = F.perturbation_features(profiles.index, gene_features, missing="zero")
+        if missing_gene_policy not in ("zero", "drop"):
+            raise dg.Failure(f"missing_gene_policy={missing_gene_policy!r}; use 'zero' or 'drop'")
+        features, report = F.perturbation_features(
+            profiles.index, gene_features, missing=missing_gene_policy
+        )
         meta |= {
-            "missing_gene_policy": report.get("policy", "zero"),
-            "n_missing_genes": len(report.get("missing_genes", [])),
-            "missing_genes": ", ".join(map(str, report.get("missing_genes", [])[:50])) or "none",
+            "missing_gene_policy": report["policy"],
+            "n_missing_genes": report["n_missing_genes"],
+            "missing_genes": ", ".join(map(str, report["missing_genes"][:50])) or "none",
         }
     context.log.info(f"{name}: fitting {model} on {context.partition_key}")
     # refit=False: the chosen setting is the one fitted on train only, as the issue specifies.
@@ -119,6 +130,7 @@ def _prediction_asset(model: str, feature_set: str | None) -> dg.AssetsDefinitio
     @dg.asset(**common, ins={"gene_features": dg.AssetIn(feature_asset_name(feature_set))})
     def predictions_on_features(
         context: dg.AssetExecutionContext,
+        config: MissingGeneConfig,
         data_sources: DataSources,
         pseudobulk: pd.DataFrame,
         perturbation_split: pd.DataFrame,
@@ -126,7 +138,7 @@ def _prediction_asset(model: str, feature_set: str | None) -> dg.AssetsDefinitio
     ) -> dg.Output[pd.DataFrame]:
         return _fit(
             context, data_sources, model, feature_set, pseudobulk, perturbation_split,
-            gene_features,
+            gene_features, config.missing_gene_policy,
         )  # fmt: skip
 
     return predictions_on_features

@@ -1,0 +1,68 @@
+"""core.benchmark on a hand-built example: CIs, the paired comparison and dropped conditions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturb_assets.core import benchmark as B
+
+GENES = [f"g{i}" for i in range(6)]
+
+
+def _inputs():
+    rng = np.random.default_rng(0)
+    ctrl = rng.random(6)
+    truth = {c: ctrl + rng.normal(0, 1, 6) for c in ["D+ctrl", "B+ctrl", "C+ctrl", "A+B"]}
+    pseudobulk = pd.DataFrame({"ctrl": ctrl, **truth}, index=GENES).T
+    pseudobulk.insert(0, "n_cells", 10)
+    split = pd.DataFrame(
+        {"split": ["train", "train", "test", "test", "test"],
+         "subgroup": [None, None, "unseen_single", "unseen_single", "combo_seen2"]},
+        index=["ctrl", "D+ctrl", "B+ctrl", "C+ctrl", "A+B"],
+    )  # fmt: skip
+    rows = [
+        (method, targets, c, r + 1, g)
+        for method in ("t-test", "wilcoxon")
+        for targets in ("included", "excluded", "reference_compat")
+        for c in ["B+ctrl", "C+ctrl", "A+B"]
+        for r, g in enumerate(GENES[:4])
+    ]
+    de = pd.DataFrame(rows, columns=["method", "targets", "condition", "rank", "gene_id"])
+    return pseudobulk, split, de
+
+
+def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_one():
+    pseudobulk, split, de = _inputs()
+    genes = pseudobulk.drop(columns="n_cells")
+    test = ["B+ctrl", "C+ctrl", "A+B"]
+    train_mean = pd.DataFrame([genes.loc["D+ctrl"].to_numpy()] * 3, index=test, columns=GENES)
+    noise = np.random.default_rng(1).normal(0, 0.01, (2, 6))
+    oracle = genes.loc[["B+ctrl", "A+B"]] + noise  # dropped C+ctrl (no features)
+    summary, per_condition = B.evaluate_models(
+        {("train_mean", "none"): train_mean, ("oracle", "go"): oracle}, pseudobulk, split, de,
+        dataset="toy", n_boot=200,
+    )  # fmt: skip
+    row = summary[(summary["model"] == "oracle") & (summary["metric"] == "pearson_delta")
+                  & (summary["subgroup"] == "all")].iloc[0]  # fmt: skip
+    assert row["n_conditions"] == 2
+    assert row["value"] == pytest.approx(1.0, abs=1e-3)
+    assert row["win_rate_vs_train_mean"] == 1.0
+    assert row["diff_ci_low"] > 0
+    tm = summary[(summary["model"] == "train_mean") & (summary["subgroup"] == "all")]
+    assert tm["diff_vs_train_mean"].isna().all() and (tm["n_conditions"] == 3).all()
+    # pearson / pearson_delta once (de_method "none"); DE metrics per DE method.
+    oracle_rows = summary[(summary["model"] == "oracle") & (summary["subgroup"] == "all")]
+    assert oracle_rows.groupby("metric")["de_method"].apply(set).to_dict() == {
+        "pearson": {"none"}, "pearson_delta": {"none"},
+        "pearson_de_delta": {"t-test", "wilcoxon"},
+        "pearson_delta_de_no_target": {"t-test", "wilcoxon"},
+        "pearson_delta_de_no_target_reference_compat": {"t-test", "wilcoxon"},
+    }  # fmt: skip
+    assert set(summary["subgroup"]) == {"all", "unseen_single", "combo_seen2"}
+    assert set(per_condition["condition"]) == set(test)
+
+
+def test_empty_predictions_are_skipped():
+    pseudobulk, split, de = _inputs()
+    summary, _ = B.evaluate_models({("knn", "scgpt"): pd.DataFrame()}, pseudobulk, split, de, "x")
+    assert summary.empty and list(summary.columns) == B.COLUMNS

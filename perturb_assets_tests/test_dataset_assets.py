@@ -10,6 +10,7 @@ import pytest
 
 from perturb_assets.core import de, splits
 from perturb_assets.core import pseudobulk as pb
+from perturb_assets.core.metrics import reference_compat_de_lists
 from perturb_assets.defs.datasets import assets as A
 from perturb_assets.defs.datasets import checks as C
 from perturb_assets.defs.io_managers import LocalAssetIOManager
@@ -82,11 +83,19 @@ def test_stored_assets_equal_core_results(run):
     pd.testing.assert_frame_equal(split, expected)
 
     stored = pd.read_parquet(root / "assets" / "de_genes" / "synthetic.parquet")
-    no_target = stored[(stored["method"] == "t-test") & (stored["targets"] == "excluded")]
-    lists = de.top_de_genes(adata, method="t-test", n_top=20, exclude_targets=True)
-    for condition, genes in lists.items():
-        got = no_target[no_target["condition"] == condition].sort_values("rank")["gene_id"]
-        assert got.tolist() == genes
+    symbols = adata.var["gene_name"].astype(str)
+    for method in ("t-test", "wilcoxon"):
+        expected = {
+            "included": de.top_de_genes(adata, method=method, n_top=20),
+            "excluded": de.top_de_genes(adata, method=method, n_top=20, exclude_targets=True),
+            "reference_compat": reference_compat_de_lists(
+                de.top_de_genes(adata, method=method, n_top=22), symbols, "synthetic"
+            ),
+        }
+        for targets, lists in expected.items():
+            part = stored[(stored["method"] == method) & (stored["targets"] == targets)]
+            got = part.sort_values("rank").groupby("condition")["gene_id"].apply(list)
+            assert got.to_dict() == lists, (method, targets)
 
 
 def test_expression_metadata_records_target_coverage(run):

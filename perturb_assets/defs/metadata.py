@@ -25,7 +25,8 @@ def matrix_sha256(x: np.ndarray | sp.spmatrix | sp.sparray) -> str:
     h = hashlib.sha256()
     if sp.issparse(x):
         x = sp.csr_matrix(x)
-        x.sort_indices()
+        if not x.has_sorted_indices:
+            x = x.sorted_indices()  # a sorted copy: never reorder the caller's matrix
         for part in (x.indptr, x.indices, x.data):
             h.update(np.ascontiguousarray(part).tobytes())
     else:

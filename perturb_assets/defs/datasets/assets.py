@@ -55,9 +55,12 @@ class SyntheticConfig(dg.Config):
     seed: int = 0
 
 
-def _locate_raw(name: str, sources: DataSources, config: SyntheticConfig) -> tuple[Path, str]:
+def _locate_raw(
+    name: str, sources: DataSources, config: SyntheticConfig | None
+) -> tuple[Path, str]:
     """Return the dataset's h5ad path and where it came from, fetching or simulating it."""
     if name == "synthetic":
+        config = config or SyntheticConfig()
         folder = builtin_dataset_dir("synthetic", sources.root)
         sim = simulate.simulate_perturbseq(
             n_cells=config.n_cells,
@@ -141,12 +144,13 @@ def expression(context: dg.AssetExecutionContext, raw_dataset: dict) -> dg.Outpu
         adata.uns.pop(key, None)
     summary = dataset_summary(adata)
     context.log.info(f"{context.partition_key}: {summary}")
+    x_sha = matrix_sha256(adata.X)  # one pass over X (1+ GB at Replogle size)
     return dg.Output(
         adata,
-        data_version=dg.DataVersion(matrix_sha256(adata.X)),
+        data_version=dg.DataVersion(x_sha),
         metadata={
             **{k: v for k, v in summary.items() if isinstance(v, int | float | str | bool)},
-            "X_sha256": matrix_sha256(adata.X),
+            "X_sha256": x_sha,
         },
     )
 

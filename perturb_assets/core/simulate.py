@@ -63,7 +63,7 @@ from anndata import AnnData
 from perturb_assets.core import features
 from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.conditions import CONTROL
-from perturb_assets.core.pseudobulk import group_sums
+from perturb_assets.core.pseudobulk import group_sums, pseudobulk
 
 #: File names of a GEARS dataset folder.
 H5AD_NAME = "perturb_processed.h5ad"
@@ -571,19 +571,13 @@ def pseudobulk_deltas(adata: AnnData, condition_key: str = "condition") -> pd.Da
     pandas.DataFrame
         Perturbation condition (sorted, ``ctrl`` excluded) × ``var_names``, ``float64``.
     """
-    conditions = adata.obs[condition_key].astype(str).to_numpy()
-    uniq, codes = np.unique(conditions, return_inverse=True)
-    if CONTROL not in uniq:
+    means = pseudobulk(adata, groupby=condition_key)
+    means.index = means.index.astype(str)
+    if CONTROL not in means.index:
         raise ValueError(f"obs[{condition_key!r}] has no {CONTROL!r} cells")
-    sums, _ = group_sums(adata.X, codes, len(uniq))
-    means = sums / np.bincount(codes, minlength=len(uniq))[:, None]
-    ctrl_row = int(np.flatnonzero(uniq == CONTROL)[0])
-    keep = np.arange(len(uniq)) != ctrl_row
-    return pd.DataFrame(
-        means[keep] - means[ctrl_row],
-        index=pd.Index(uniq[keep], name=condition_key),
-        columns=adata.var_names,
-    )
+    deltas = means.drop(index=CONTROL).sort_index() - means.loc[CONTROL]
+    deltas.index.name = condition_key
+    return deltas
 
 
 def median_pairwise_delta_correlation(adata: AnnData, condition_key: str = "condition") -> float:

@@ -24,7 +24,3 @@ DATA_ROOT_ENV = "PERTURB_ASSETS_DATA_ROOT"
 def data_root() -> Path:
     """The data root: ``$PERTURB_ASSETS_DATA_ROOT`` or ``./data``."""
     return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser().resolve()
-
-
-def assets_dir(root: Path | None = None) -> Path:
-    return (root or data_root()) / "assets"

@@ -13,9 +13,7 @@ import os
 import dagster as dg
 
 import perturb_assets.defs
-from perturb_assets.config import assets_dir
-from perturb_assets.defs.io_managers import LocalAssetIOManager
-from perturb_assets.defs.resources import default_data_sources
+from perturb_assets.defs.resources import default_resources
 
 
 def _executor() -> dg.ExecutorDefinition:
@@ -34,10 +32,7 @@ def _executor() -> dg.ExecutorDefinition:
 defs = dg.Definitions.merge(
     dg.load_defs(perturb_assets.defs),
     dg.Definitions(
-        resources={
-            "io_manager": LocalAssetIOManager(base_dir=str(assets_dir())),
-            "data_sources": default_data_sources(),
-        },
+        resources=default_resources(),
         executor=_executor(),
     ),
 )

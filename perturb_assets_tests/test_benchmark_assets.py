@@ -1,17 +1,18 @@
 """End-to-end on synthetic data: features → every baseline model → metrics → summary."""
 
+import anndata as ad
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from perturb_assets.core import benchmark as B
+from perturb_assets.core import registry
 from perturb_assets.defs.datasets import assets as D
 from perturb_assets.defs.features import assets as F
-from perturb_assets.defs.io_managers import LocalAssetIOManager
 from perturb_assets.defs.metrics import assets as MA
 from perturb_assets.defs.models import assets as MO
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import build_resources
 
 # Big enough for the prior-knowledge signal to show, small enough for CI.
 SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
@@ -23,10 +24,7 @@ PER_DATASET = [
 
 
 def _resources(root):
-    return {
-        "io_manager": LocalAssetIOManager(base_dir=str(root / "assets")),
-        "data_sources": DataSources(data_root=str(root)),
-    }
+    return build_resources(root)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +54,9 @@ def test_full_model_feature_metric_table_with_cis(materialised):
     table = _metrics(materialised)
     overall = table[table["subgroup"] == B.ALL_SUBGROUPS]
     pairs = set(zip(overall["model"], overall["features"], strict=True))
-    expected = {(m, fs or "none") for m, fs in MO.PREDICTORS}
+    expected = {(p.model.name, p.features_label) for p in registry.predictors()}
     assert pairs == expected
+    assert set(overall["protocol"]) == {registry.PUBLISHED_2025.name}
     metrics = set(overall["metric"])
     assert metrics == {
         "pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target",
@@ -85,24 +84,30 @@ def test_summary_collects_the_dataset_and_models_are_persisted(materialised):
     summary = pd.read_parquet(materialised / "assets" / "benchmark_summary" / "__all__.parquet")
     assert set(summary["dataset"]) == {"synthetic"}
     assert len(summary) == len(_metrics(materialised))
-    model_file = MO.model_file(materialised, "random_forest", "go", "synthetic")
+    model_file = build_resources(materialised)["data_sources"].model_file(
+        "random_forest_go_predictions", "synthetic"
+    )
     assert model_file.exists() and model_file.stat().st_size > 0
 
 
 def test_predictions_cover_test_conditions_and_all_genes(materialised):
     assets = materialised / "assets"
     split = pd.read_parquet(assets / "perturbation_split" / "synthetic.parquet")
-    pb = pd.read_parquet(assets / "pseudobulk" / "synthetic.parquet")
-    pred = pd.read_parquet(assets / "knn_go_predictions" / "synthetic.parquet")
-    assert set(pred.index) == set(split.index[split["split"] == "test"])
-    assert list(pred.columns) == list(pb.columns.drop("n_cells"))
-    assert np.isfinite(pred.to_numpy()).all()
+    pb = ad.read_zarr(assets / "pseudobulk" / "synthetic.zarr")
+    pred = ad.read_zarr(assets / "knn_go_predictions" / "synthetic.zarr")
+    assert set(pred.obs_names) == set(split.index[split["split"] == "test"])
+    assert list(pred.var_names) == list(pb.var_names)
+    assert np.isfinite(pred.X).all()
+    # Every row says which model, features and protocol made it.
+    assert (pred.obs[["model", "features", "protocol"]].drop_duplicates().values.tolist()
+            == [["knn", "go", registry.PUBLISHED_2025.name]])  # fmt: skip
 
 
 def test_paper_value_sits_beside_ours_only_where_comparable():
     summary = pd.DataFrame(
         {
             "dataset": ["adamson"] * 3, "model": ["random_forest"] * 3, "features": ["go"] * 3,
+            "protocol": [registry.PUBLISHED_2025.name] * 3,
             "de_method": ["none", "wilcoxon", "t-test"], "subgroup": ["all"] * 3,
             "metric": ["pearson_delta", "pearson_de_delta",
                        "pearson_delta_de_no_target_reference_compat"],
@@ -113,3 +118,6 @@ def test_paper_value_sits_beside_ours_only_where_comparable():
     assert out.loc[0, "paper_value"] == pytest.approx(0.7387)
     assert pd.isna(out.loc[1, "paper_value"])  # the paper's DE lists are t-test
     assert out.loc[2, "paper_value"] == pytest.approx(0.7958)  # pearson_delta_de_no_knockout
+    # The paper's numbers come from the published protocol: not beside a preprint row.
+    preprint = B.attach_paper_values(summary.assign(protocol=registry.PREPRINT_2024.name))
+    assert preprint["paper_value"].isna().all()

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from perturb_assets.core import benchmark as B
+from perturb_assets.core.predictions import prediction_table
 
 GENES = [f"g{i}" for i in range(6)]
 
@@ -14,7 +15,6 @@ def _inputs():
     ctrl = rng.random(6)
     truth = {c: ctrl + rng.normal(0, 1, 6) for c in ["D+ctrl", "B+ctrl", "C+ctrl", "A+B"]}
     pseudobulk = pd.DataFrame({"ctrl": ctrl, **truth}, index=GENES).T
-    pseudobulk.insert(0, "n_cells", 10)
     split = pd.DataFrame(
         {"split": ["train", "train", "test", "test", "test"],
          "subgroup": [None, None, "unseen_single", "unseen_single", "combo_seen2"]},
@@ -33,15 +33,18 @@ def _inputs():
 
 def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_one():
     pseudobulk, split, de = _inputs()
-    genes = pseudobulk.drop(columns="n_cells")
+    genes = pseudobulk
     test = ["B+ctrl", "C+ctrl", "A+B"]
     train_mean = pd.DataFrame([genes.loc["D+ctrl"].to_numpy()] * 3, index=test, columns=GENES)
     noise = np.random.default_rng(1).normal(0, 0.01, (2, 6))
     oracle = genes.loc[["B+ctrl", "A+B"]] + noise  # dropped C+ctrl (no features)
+    tables = [
+        prediction_table(train_mean, model="train_mean", features="none", protocol="p"),
+        prediction_table(oracle, model="oracle", features="go", protocol="p"),
+    ]
     summary, per_condition = B.evaluate_models(
-        {("train_mean", "none"): train_mean, ("oracle", "go"): oracle}, pseudobulk, split, de,
-        dataset="toy", n_boot=200,
-    )  # fmt: skip
+        tables, pseudobulk, split, de, dataset="toy", n_boot=200
+    )
     row = summary[(summary["model"] == "oracle") & (summary["metric"] == "pearson_delta")
                   & (summary["subgroup"] == "all")].iloc[0]  # fmt: skip
     assert row["n_conditions"] == 2
@@ -64,5 +67,8 @@ def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_on
 
 def test_empty_predictions_are_skipped():
     pseudobulk, split, de = _inputs()
-    summary, _ = B.evaluate_models({("knn", "scgpt"): pd.DataFrame()}, pseudobulk, split, de, "x")
+    empty = prediction_table(
+        pd.DataFrame(columns=GENES, dtype=float), model="knn", features="scgpt", protocol="p"
+    )
+    summary, _ = B.evaluate_models([empty], pseudobulk, split, de, "x")
     assert summary.empty and list(summary.columns) == B.COLUMNS

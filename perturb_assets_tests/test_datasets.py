@@ -14,7 +14,6 @@ import scipy.sparse as sp
 
 from perturb_assets.core.datasets import (
     BUILTIN_DATASETS,
-    GEARS_FILENAME,
     UNS_KEY,
     add_user_dataset,
     dataset_summary,
@@ -28,6 +27,7 @@ from perturb_assets.core.datasets import (
     validate_gears_anndata,
 )
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.gears import FILENAME as GEARS_FILENAME
 
 N_CELLS = 50
 N_GENES = 20
@@ -90,82 +90,56 @@ def assert_dataset_error(exc: pytest.ExceptionInfo, path: Path, field: str) -> N
 # ----------------------------------------------------------------------------- bad inputs
 
 
-def test_missing_condition_column(tmp_path: Path) -> None:
-    adata = make_adata()
+def _drop_condition(adata: ad.AnnData) -> ad.AnnData:
     del adata.obs["condition"]
-    path = write_h5ad(adata, tmp_path / "nocond.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "obs['condition']")
-    assert "missing" in str(exc.value)
+    return adata
 
 
-def test_no_control_cells(tmp_path: Path) -> None:
-    path = write_h5ad(make_adata(conditions=["G0+ctrl", "G0+G1"]), tmp_path / "noctrl.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "obs['condition']")
-    assert "control" in str(exc.value)
+def _set_x(adata: ad.AnnData, positions: list[int], value: float) -> ad.AnnData:
+    adata.X.data[positions] = value
+    return adata
 
 
-def test_negative_value(tmp_path: Path) -> None:
-    adata = make_adata()
-    adata.X.data[3] = -1.0
-    path = write_h5ad(adata, tmp_path / "neg.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "X")
-    assert "1 negative" in str(exc.value)
-
-
-def test_nan_values(tmp_path: Path) -> None:
-    adata = make_adata()
-    adata.X.data[[1, 5]] = np.nan
-    path = write_h5ad(adata, tmp_path / "nan.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "X")
-    assert "2 NaN" in str(exc.value)
-
-
-def test_infinite_value(tmp_path: Path) -> None:
+def _infinite_dense(_: ad.AnnData) -> ad.AnnData:
     adata = make_adata(sparse=False)
     adata.X[0, 0] = np.inf
-    path = write_h5ad(adata, tmp_path / "inf.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "X")
-    assert "1 infinite" in str(exc.value)
+    return adata
 
 
-def test_duplicate_var_names(tmp_path: Path) -> None:
-    adata = make_adata()
+def _duplicate_var(adata: ad.AnnData) -> ad.AnnData:
     names = list(adata.var_names)
     names[5] = names[4]
     adata.var_names = names
-    path = write_h5ad(adata, tmp_path / "dupvar.h5ad")
+    return adata
+
+
+# (case, how to break a valid dataset, the field named, text the message must hold)
+BAD_INPUTS = [
+    ("missing_condition", _drop_condition, "obs['condition']", "missing"),
+    ("no_control", lambda a: make_adata(conditions=["G0+ctrl", "G0+G1"]), "obs['condition']",
+     "control"),
+    ("negative", lambda a: _set_x(a, [3], -1.0), "X", "1 negative"),
+    ("nan", lambda a: _set_x(a, [1, 5], np.nan), "X", "2 NaN"),
+    ("infinite", _infinite_dense, "X", "1 infinite"),
+    ("duplicate_var", _duplicate_var, "var_names", "'ENSG00000000004'"),
+    ("three_genes", lambda a: make_adata(conditions=["ctrl", "G0+G1+G2"]), "obs['condition']",
+     "G0+G1+G2"),
+    ("empty_gene", lambda a: make_adata(conditions=["ctrl", "G0+"]), "obs['condition']",
+     "'G0+'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "breaker", "field", "text"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
+)
+def test_bad_input_names_file_and_field(tmp_path: Path, case, breaker, field, text) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # anndata warns about non-unique var names
+        path = write_h5ad(breaker(make_adata()), tmp_path / f"{case}.h5ad")
         with pytest.raises(DatasetError) as exc:
             load_gears_dataset(path)
-    assert_dataset_error(exc, path, "var_names")
-    assert names[4] in str(exc.value)
-
-
-def test_three_gene_condition(tmp_path: Path) -> None:
-    path = write_h5ad(make_adata(conditions=["ctrl", "G0+G1+G2"]), tmp_path / "three.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "obs['condition']")
-    assert "G0+G1+G2" in str(exc.value)
-
-
-def test_empty_gene_name_condition(tmp_path: Path) -> None:
-    path = write_h5ad(make_adata(conditions=["ctrl", "G0+"]), tmp_path / "empty.h5ad")
-    with pytest.raises(DatasetError) as exc:
-        load_gears_dataset(path)
-    assert_dataset_error(exc, path, "obs['condition']")
-    assert "'G0+'" in str(exc.value)
+    assert_dataset_error(exc, path, field)
+    assert text in str(exc.value)
 
 
 def test_truncated_h5ad(tmp_path: Path) -> None:

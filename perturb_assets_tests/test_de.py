@@ -12,8 +12,8 @@ import scanpy as sc
 from perturbseq_data import make_adata  # shared test data
 from scipy import sparse
 
-from perturb_assets.core.conditions import parse_condition
 from perturb_assets.core.de import rank_de_genes, select_top_n, top_de_genes
+from perturb_assets.core.gears import parse_condition
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.PerformanceWarning")
 

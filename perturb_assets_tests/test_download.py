@@ -19,7 +19,7 @@ import pytest
 import requests
 import scipy.sparse as sp
 
-from perturb_assets.core.datasets import GEARS_FILENAME, builtin_dataset_dir
+from perturb_assets.core.datasets import builtin_dataset_dir
 from perturb_assets.core.download import (
     DATAVERSE_URL,
     DATAVERSE_URL_ENV,
@@ -32,6 +32,7 @@ from perturb_assets.core.download import (
     is_retryable,
 )
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.gears import FILENAME as GEARS_FILENAME
 
 PAYLOAD = np.random.default_rng(7).bytes(200_000)
 

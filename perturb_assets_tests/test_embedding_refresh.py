@@ -3,16 +3,16 @@
 import dagster as dg
 import pandas as pd
 
+from perturb_assets.core import registry
 from perturb_assets.defs.datasets import assets as D
 from perturb_assets.defs.features import assets as F
-from perturb_assets.defs.io_managers import LocalAssetIOManager
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import build_resources
 
 SMALL = {"n_cells": 800, "n_genes": 100, "n_perturbations": 12, "combo_fraction": 0.0}
 
 
 def _requested(result) -> dict[str, set]:
-    keys = [f"{name}_pca_features" for name in F.EMBEDDINGS]
+    keys = [spec.asset_name for spec in registry.embedding_sets()]
     return {
         k: set(result.get_requested_partitions(dg.AssetKey(k)))
         for k in keys
@@ -21,10 +21,7 @@ def _requested(result) -> dict[str, set]:
 
 
 def test_changed_embedding_file_triggers_only_its_features(tmp_path):
-    resources = {
-        "io_manager": LocalAssetIOManager(base_dir=str(tmp_path / "assets")),
-        "data_sources": DataSources(data_root=str(tmp_path)),
-    }
+    resources = build_resources(tmp_path)
     assets = [D.raw_dataset, *F.embedding_pca_features, *F.embedding_files]
     defs = dg.Definitions(assets=assets, resources=resources)
     job = defs.resolve_implicit_global_asset_job_def()
@@ -40,8 +37,8 @@ def test_changed_embedding_file_triggers_only_its_features(tmp_path):
         )
         assert run.success
 
-    for name in F.EMBEDDINGS:
-        observe(name)
+    for spec in registry.embedding_sets():
+        observe(spec.name)
     assert job.execute_in_process(
         instance=instance,
         partition_key="synthetic",

@@ -89,20 +89,12 @@ def test_read_gmt(tmp_path):
     path = tmp_path / "sets.gmt"
     path.write_text("T2\tsecond\tB\tC\n\nT1\tfirst\tA\tB\t\n", encoding="utf-8")
     m = F.read_gmt(path)
-    assert list(m.columns) == ["T2", "T1"]  # file order, like simulate.read_gmt
+    assert list(m.columns) == ["T2", "T1"]  # file order
     assert list(m.index) == ["A", "B", "C"]
     assert m.loc["B"].tolist() == [1, 1] and m.loc["A"].tolist() == [0, 1]
     gz = tmp_path / "sets.gmt.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     pd.testing.assert_frame_equal(F.read_gmt(gz), m)
-
-
-def test_read_gmt_matches_simulator_reader(tmp_path):
-    from perturb_assets.core import simulate
-
-    path = tmp_path / "gene_annotations.gmt"
-    path.write_text("GO:SIM0000001\td1\tG1\tG3\nGO:SIM0000002\td2\tG2\n", encoding="utf-8")
-    pd.testing.assert_frame_equal(F.read_gmt(path), simulate.read_gmt(path))
 
 
 def test_read_gmt_malformed_names_file_and_line(tmp_path):
@@ -168,7 +160,7 @@ def test_read_gaf_malformed_names_file_line_and_column(tmp_path):
 
 
 def test_alias_table_shipped_and_consistent():
-    aliases = F.GENE_ALIASES
+    aliases = F.gene_aliases()
     assert len(aliases) >= 30
     for old, new in {
         "AARS": "AARS1",

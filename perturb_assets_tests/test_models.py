@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -9,12 +10,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
+from perturb_assets.core import registry
+from perturb_assets.core.estimators import AdditiveModel, LinearPCAModel, TrainMean
 from perturb_assets.core.models import (
-    MODEL_GRIDS,
-    AdditiveModel,
-    LinearPCAModel,
     ModelFileError,
-    TrainMean,
     UntrustedTypeError,
     fit_select_predict,
     load_model,
@@ -58,11 +57,12 @@ def test_train_mean_excludes_ctrl_and_val_by_default(toy):
     res = fit_select_predict("train_mean", None, pb, split)
     train = [c for c in split.index[split["split"] == "train"] if c != "ctrl"]
     expected = pb.loc[train].mean().to_numpy()
-    assert res.refit_on == "train"
+    assert res.fit_on == "train"
     assert res.n_conditions == {"train": 20, "val": 5, "test": 15}
     np.testing.assert_allclose(res.predictions.to_numpy(), np.tile(expected, (15, 1)))
-    # include_ctrl puts ctrl back among the training rows
-    res_ctrl = fit_select_predict("train_mean", None, pb, split, include_ctrl=True)
+    # a protocol that trains on control puts ctrl back among the training rows
+    with_ctrl = dataclasses.replace(registry.PUBLISHED_2025, train_on_control=True)
+    res_ctrl = fit_select_predict("train_mean", None, pb, split, protocol=with_ctrl)
     np.testing.assert_allclose(
         res_ctrl.predictions.iloc[0].to_numpy(), pb.loc[train + ["ctrl"]].mean().to_numpy()
     )
@@ -106,19 +106,23 @@ def test_grid_selection_picks_best_validation_pearson_delta():
     assert scores["n_neighbors=1"] > scores["n_neighbors=2"]
     assert scores["n_neighbors=1"] > scores["n_neighbors=5"]
     assert res.model.n_neighbors == 1
-    # kNN is refit on train + val before predicting test, as the authors fit on train + val
-    assert res.refit_on == "train+val"
-    assert res.model.n_samples_fit_ == 12
+    # The published protocol predicts test with the chosen setting's train-only fit.
+    assert res.fit_on == "train" and res.protocol == "published_2025"
+    assert res.model.n_samples_fit_ == 6
+    # The 2024 preprint protocol refits the chosen setting on train + val.
+    preprint = fit_select_predict("knn", feats, pb, split, protocol="preprint_2024")
+    assert preprint.best_params == {"n_neighbors": 1}
+    assert preprint.fit_on == "train+val" and preprint.model.n_samples_fit_ == 12
 
 
 def test_validation_score_is_mean_pearson_delta():
     pb, feats, split = _clustered()
-    res = fit_select_predict("knn", feats, pb, split, refit=False, grid={"n_neighbors": [2]})
+    res = fit_select_predict("knn", feats, pb, split, grid={"n_neighbors": [2]})
     val = list(split.index[split["split"] == "val"])
     pred = pd.DataFrame(res.model.predict(feats.loc[val].to_numpy()), index=val, columns=pb.columns)
     expected = _row_pearson_delta(pred, pb, pb.loc["ctrl"]).mean()
     assert res.validation_scores["mean_pearson_delta"].iloc[0] == pytest.approx(expected)
-    assert res.refit_on == "train"
+    assert res.fit_on == "train"
 
 
 def test_predictions_cover_test_conditions_and_all_genes(toy):
@@ -135,10 +139,27 @@ def test_predictions_cover_test_conditions_and_all_genes(toy):
     assert np.isfinite(res.predictions.to_numpy()).all()
 
 
-def test_default_grids():
-    assert MODEL_GRIDS["random_forest"] == {"n_estimators": [100, 300]}
-    assert MODEL_GRIDS["elastic_net"] == {"alpha": [0.1, 0.01], "l1_ratio": [0.5]}
-    assert MODEL_GRIDS["knn"] == {"n_neighbors": [1, 2, 5]}
+def test_every_grid_setting_is_fitted_and_scored(toy):
+    pb, feats, split = toy
+    for spec in registry.MODELS.values():
+        if not spec.uses_features:
+            continue
+        res = fit_select_predict(spec, feats, pb, split)
+        settings = spec.settings(registry.PUBLISHED_2025)
+        assert len(res.validation_scores) == len(settings)
+        assert res.validation_scores["mean_pearson_delta"].notna().all(), spec.name
+        assert res.best_params in settings
+
+
+def test_preprint_protocol_fits_its_fixed_setting_on_train_and_val(toy):
+    pb, feats, split = toy
+    res = fit_select_predict("elastic_net", feats, pb, split, protocol="preprint_2024")
+    assert res.fit_on == "train+val" and res.best_params == {"alpha": 1.0, "l1_ratio": 0.5}
+    # One setting refit on train + val anyway: it is neither fitted on train nor scored.
+    assert res.validation_scores["mean_pearson_delta"].isna().all()
+    train_val = [c for c in split.index[split["split"].isin(["train", "val"])] if c != "ctrl"]
+    mean = fit_select_predict("train_mean", None, pb, split, protocol="preprint_2024")
+    np.testing.assert_allclose(mean.predictions.iloc[0], pb.loc[train_val].mean())
 
 
 def test_several_settings_need_validation_conditions(toy):
@@ -153,9 +174,11 @@ def test_several_settings_need_validation_conditions(toy):
 def test_random_state_makes_random_forest_deterministic(toy):
     pb, feats, split = toy
     grid = {"n_estimators": [5, 8]}
-    a = fit_select_predict("random_forest", feats, pb, split, random_state=7, grid=grid)
-    b = fit_select_predict("random_forest", feats, pb, split, random_state=7, grid=grid)
-    c = fit_select_predict("random_forest", feats, pb, split, random_state=8, grid=grid)
+    seed7 = dataclasses.replace(registry.PUBLISHED_2025, random_state=7)
+    seed8 = dataclasses.replace(registry.PUBLISHED_2025, random_state=8)
+    a = fit_select_predict("random_forest", feats, pb, split, protocol=seed7, grid=grid)
+    b = fit_select_predict("random_forest", feats, pb, split, protocol=seed7, grid=grid)
+    c = fit_select_predict("random_forest", feats, pb, split, protocol=seed8, grid=grid)
     pd.testing.assert_frame_equal(a.predictions, b.predictions)
     pd.testing.assert_frame_equal(a.validation_scores, b.validation_scores)
     assert not np.allclose(a.predictions.to_numpy(), c.predictions.to_numpy())
@@ -209,7 +232,7 @@ def test_additive_model_is_exact_on_additive_combos_and_falls_back():
     np.testing.assert_allclose(pred.loc["E+ctrl"], train_mean)  # unseen single
     assert res.fallback_conditions == ["A+D", "E+ctrl"]
     assert res.n_fallback == 2
-    assert res.refit_on == "train"
+    assert res.fit_on == "train"
 
 
 def test_additive_model_direct_api():
@@ -267,7 +290,7 @@ def test_linear_pca_recovers_planted_low_rank_relation():
         {"split": ["train"] * 61 + ["val"] * 10 + ["test"] * 20}, index=["ctrl"] + conds
     )
     res = fit_select_predict("linear_pca", feats, pb, split)
-    assert res.refit_on == "train"
+    assert res.fit_on == "train"
     assert res.validation_scores["mean_pearson_delta"].iloc[0] > 0.95
 
 

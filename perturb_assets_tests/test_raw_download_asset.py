@@ -10,8 +10,7 @@ import pytest
 
 from perturb_assets.core.simulate import simulate_perturbseq
 from perturb_assets.defs.datasets import assets as A
-from perturb_assets.defs.io_managers import LocalAssetIOManager
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import build_resources
 
 ADAMSON_FILE_ID = 6154417
 
@@ -39,12 +38,7 @@ def _materialize(data_root, url_template):
     return dg.materialize(
         [A.raw_dataset, A.expression],
         partition_key="adamson",
-        resources={
-            "io_manager": LocalAssetIOManager(base_dir=str(data_root / "assets")),
-            "data_sources": DataSources(
-                data_root=str(data_root), dataverse_url_template=url_template
-            ),
-        },
+        resources=build_resources(data_root, dataverse_url_template=url_template),
         raise_on_error=False,
     )
 

@@ -15,16 +15,16 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from perturb_assets.core.conditions import CONTROL, parse_condition
+from perturb_assets.core.features import read_gmt
+from perturb_assets.core.gears import CONTROL, parse_condition
+from perturb_assets.core.gears import FILENAME as H5AD_NAME
+from perturb_assets.core.gears import UNS_DE_KEYS as GEARS_UNS_KEYS
 from perturb_assets.core.simulate import (
-    GEARS_UNS_KEYS,
     GMT_NAME,
-    H5AD_NAME,
     SimulatedDataset,
     main,
     median_pairwise_delta_correlation,
     pseudobulk_deltas,
-    read_gmt,
     simulate_perturbseq,
     simulated_embeddings,
     write_gears_dataset,

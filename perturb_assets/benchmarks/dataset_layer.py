@@ -554,9 +554,18 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, size: dict[str, int], wilcoxon_cells: int, workdir: Path) -> int:
-    import numba
+@dataclass
+class _Prepared:
+    """The saved datasets and how to describe them."""
 
+    full_dir: Path
+    wilcoxon_dir: Path | None
+    dataset_line: str
+    wilcoxon_line: str
+
+
+def _prepare(args: argparse.Namespace, size: dict[str, int], wilcoxon_cells: int, workdir: Path):
+    """Build the dataset, save it (and the Wilcoxon subsample) for the worker processes."""
     print(
         f"[{time.strftime('%H:%M:%S')}] building dataset: {size['cells']:,} cells x "
         f"{size['genes']:,} genes, {size['perturbations']:,} perturbations (seed {args.seed})",
@@ -579,33 +588,35 @@ def _run(args: argparse.Namespace, size: dict[str, int], wilcoxon_cells: int, wo
     print(f"  {dataset_line} ({time.perf_counter() - t0:.0f} s)", flush=True)
     full_dir = workdir / "full"
     save_dataset(adata, full_dir)
-    sub_dir = workdir / "wilcoxon"
-    sub_line = ""
+    sub_dir, sub_line = None, ""
     if 0 < wilcoxon_cells < adata.n_obs:
         sub = stratified_subsample(adata, wilcoxon_cells, seed=args.seed)
+        sub_dir = workdir / "wilcoxon"
         save_dataset(sub, sub_dir)
-        sub_line = (
-            f"{sub.n_obs:,} cells (stratified subsample, "
-            f"{int((sub.obs['condition'] == 'ctrl').sum()):,} control)"
-        )
-        del sub
+        n_sub_ctrl = int((sub.obs["condition"] == "ctrl").sum())
+        sub_line = f"{sub.n_obs:,} cells (stratified subsample, {n_sub_ctrl:,} control)"
     elif wilcoxon_cells > 0:
-        sub_dir = full_dir
-        sub_line = f"{adata.n_obs:,} cells (full dataset)"
+        sub_dir, sub_line = full_dir, f"{adata.n_obs:,} cells (full dataset)"
     del adata, x
     gc.collect()
+    return _Prepared(full_dir, sub_dir, dataset_line, sub_line)
 
+
+def _measure_all(data: _Prepared, workdir: Path, repeats: int) -> dict[str, Measurement]:
     print(f"[{time.strftime('%H:%M:%S')}] measuring (one fresh process each)", flush=True)
     m: dict[str, Measurement] = {}
     for task in ("pseudobulk", "pandas_groupby", "ttest", "scanpy_ttest"):
-        m[task] = _run_worker(task, full_dir, workdir, args.repeats)
-    if wilcoxon_cells > 0:  # scanpy's Wilcoxon is slow: one run each, ours and scanpy's
-        m["wilcoxon"] = _run_worker("wilcoxon", sub_dir, workdir, 1)
-        m["scanpy_wilcoxon"] = _run_worker("scanpy_wilcoxon", sub_dir, workdir, 1)
-        if sub_dir != full_dir:
-            m["wilcoxon_full"] = _run_worker("wilcoxon", full_dir, workdir, 1, "wilcoxon_full")
+        m[task] = _run_worker(task, data.full_dir, workdir, repeats)
+    if data.wilcoxon_dir is not None:  # scanpy's Wilcoxon is slow: one run each
+        m["wilcoxon"] = _run_worker("wilcoxon", data.wilcoxon_dir, workdir, 1)
+        m["scanpy_wilcoxon"] = _run_worker("scanpy_wilcoxon", data.wilcoxon_dir, workdir, 1)
+        if data.wilcoxon_dir != data.full_dir:
+            m["wilcoxon_full"] = _run_worker("wilcoxon", data.full_dir, workdir, 1, "wilcoxon_full")
+    return m
 
-    ok = True
+
+def _identical(m: dict[str, Measurement]) -> dict[str, tuple[bool, str]]:
+    """Whether each of ours equals its reference, with a note."""
     pb, ref = _load_frame(m["pseudobulk"]), _load_frame(m["pandas_groupby"])
     pb_same = (
         list(pb.index) == list(ref.index)
@@ -613,110 +624,111 @@ def _run(args: argparse.Namespace, size: dict[str, int], wilcoxon_cells: int, wo
         and np.allclose(pb.to_numpy(), ref.to_numpy(), rtol=1e-5, atol=1e-6)
     )
     pb_note = f"allclose, max abs diff {np.abs(pb.to_numpy() - ref.to_numpy()).max():.1e}"
-    ok &= pb_same
-    tt_same, tt_note = _compare_de(_load_de(m["ttest"]), _load_de(m["scanpy_ttest"]))
-    ok &= tt_same
-    if wilcoxon_cells > 0:
-        wx_same, wx_note = _compare_de(_load_de(m["wilcoxon"]), _load_de(m["scanpy_wilcoxon"]))
-        ok &= wx_same
+    same = {
+        "pseudobulk": (pb_same, pb_note),
+        "ttest": _compare_de(_load_de(m["ttest"]), _load_de(m["scanpy_ttest"])),
+    }
+    if "wilcoxon" in m:
+        same["wilcoxon"] = _compare_de(_load_de(m["wilcoxon"]), _load_de(m["scanpy_wilcoxon"]))
+    return same
 
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:,.1f}x" if b > 0 else "n/a"
 
-    def mem_ratio(mine: Measurement, other: Measurement) -> str:
-        if mine.peak_bytes <= 0:
-            return "n/a"
-        return f"1/{other.peak_bytes / mine.peak_bytes:,.1f}"
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:,.1f}x" if b > 0 else "n/a"
 
-    def verdict(cond: bool) -> str:
-        return "met" if cond else "MISSED"
 
-    rows = []
+def _mem_ratio(mine: Measurement, other: Measurement) -> str:
+    if mine.peak_bytes <= 0:
+        return "n/a"
+    return f"1/{other.peak_bytes / mine.peak_bytes:,.1f}"
+
+
+def _verdict(cond: bool) -> str:
+    return "met" if cond else "MISSED"
+
+
+def _row(task: str, what: str, mine: Measurement, ref: Measurement, target: str, same) -> list:
+    return [
+        task,
+        what,
+        f"{mine.seconds:.2f} / {ref.seconds:.2f}",
+        _ratio(ref.seconds, mine.seconds),
+        f"{_mib(mine.peak_bytes)} / {_mib(ref.peak_bytes)}",
+        _mem_ratio(mine, ref),
+        target,
+        ("yes" if same[0] else "NO") + f" ({same[1]})",
+    ]
+
+
+def _rows(m: dict[str, Measurement], same: dict, wilcoxon_line: str) -> list[list[str]]:
     p, g = m["pseudobulk"], m["pandas_groupby"]
-    rows.append(
-        [
-            "pseudobulk means",
-            "`pseudobulk` vs `to_df().groupby().mean()`",
-            f"{p.seconds:.2f} / {g.seconds:.2f}",
-            ratio(g.seconds, p.seconds),
-            f"{_mib(p.peak_bytes)} / {_mib(g.peak_bytes)}",
-            mem_ratio(p, g),
-            f">=20x: {verdict(g.seconds >= 20 * p.seconds)}; <=1/10: "
-            f"{verdict(p.peak_bytes * 10 <= g.peak_bytes)}",
-            ("yes" if pb_same else "NO") + f" ({pb_note})",
-        ]
+    pb_target = (
+        f">=20x: {_verdict(g.seconds >= 20 * p.seconds)}; <=1/10: "
+        f"{_verdict(p.peak_bytes * 10 <= g.peak_bytes)}"
     )
     t, s = m["ttest"], m["scanpy_ttest"]
-    rows.append(
-        [
-            f"DE t-test, top {_N_TOP}",
-            "`top_de_genes` vs `sc.tl.rank_genes_groups`",
-            f"{t.seconds:.2f} / {s.seconds:.2f}",
-            ratio(s.seconds, t.seconds),
-            f"{_mib(t.peak_bytes)} / {_mib(s.peak_bytes)}",
-            mem_ratio(t, s),
-            f">=5x: {verdict(s.seconds >= 5 * t.seconds)}",
-            ("yes" if tt_same else "NO") + f" ({tt_note})",
-        ]
-    )
-    if wilcoxon_cells > 0:
-        w, sw = m["wilcoxon"], m["scanpy_wilcoxon"]
+    de_vs = "`top_de_genes` vs `sc.tl.rank_genes_groups`"
+    rows = [
+        _row("pseudobulk means", "`pseudobulk` vs `to_df().groupby().mean()`", p, g,
+             pb_target, same["pseudobulk"]),
+        _row(f"DE t-test, top {_N_TOP}", de_vs, t, s,
+             f">=5x: {_verdict(s.seconds >= 5 * t.seconds)}", same["ttest"]),
+    ]  # fmt: skip
+    if "wilcoxon" in m:
         rows.append(
-            [
-                f"DE Wilcoxon, top {_N_TOP} ({sub_line})",
-                "`top_de_genes` vs `sc.tl.rank_genes_groups`",
-                f"{w.seconds:.2f} / {sw.seconds:.2f}",
-                ratio(sw.seconds, w.seconds),
-                f"{_mib(w.peak_bytes)} / {_mib(sw.peak_bytes)}",
-                mem_ratio(w, sw),
-                "reported only",
-                ("yes" if wx_same else "NO") + f" ({wx_note})",
-            ]
-        )
-        if "wilcoxon_full" in m:
-            wf = m["wilcoxon_full"]
-            rows.append(
-                [
-                    f"DE Wilcoxon, top {_N_TOP} (full dataset)",
-                    "`top_de_genes` only (scanpy too slow)",
-                    f"{wf.seconds:.2f} / -",
-                    "-",
-                    f"{_mib(wf.peak_bytes)} / -",
-                    "-",
-                    "-",
-                    "-",
-                ]
-            )
+            _row(f"DE Wilcoxon, top {_N_TOP} ({wilcoxon_line})", de_vs, m["wilcoxon"],
+                 m["scanpy_wilcoxon"], "reported only", same["wilcoxon"])
+        )  # fmt: skip
+    if "wilcoxon_full" in m:
+        wf = m["wilcoxon_full"]
+        rows.append(
+            [f"DE Wilcoxon, top {_N_TOP} (full dataset)", "`top_de_genes` only (scanpy too slow)",
+             f"{wf.seconds:.2f} / -", "-", f"{_mib(wf.peak_bytes)} / -", "-", "-", "-"]
+        )  # fmt: skip
+    return rows
 
-    header = [
-        "Task",
-        "Ours vs reference",
-        "Time ours / ref (s)",
-        "Speed-up",
-        "Peak extra memory ours / ref (MiB)",
-        "Memory ratio",
-        "Target",
-        "Identical",
-    ]
+
+_HEADER = [
+    "Task",
+    "Ours vs reference",
+    "Time ours / ref (s)",
+    "Speed-up",
+    "Peak extra memory ours / ref (MiB)",
+    "Memory ratio",
+    "Target",
+    "Identical",
+]
+
+
+def _print_table(rows: list[list[str]], m: dict[str, Measurement], data: _Prepared, repeats: int):
+    import numba
+
     methods = sorted({mm.memory_method for mm in m.values()})
     print()
-    print(f"Dataset: {dataset_line}.")
+    print(f"Dataset: {data.dataset_line}.")
     print(
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"numba threads {numba.get_num_threads()}; Python {platform.python_version()}."
     )
     print(
         f"Each number: a fresh process, a warm-up call on a tiny dataset, then the fastest of "
-        f"{args.repeats} runs (Wilcoxon: 1 run); peak extra memory = largest "
+        f"{repeats} runs (Wilcoxon: 1 run); peak extra memory = largest "
         f"{'/'.join(methods)} during a call minus RSS before it."
     )
     print()
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
+    print("| " + " | ".join(_HEADER) + " |")
+    print("|" + "|".join("---" for _ in _HEADER) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print()
-    if not ok:
+
+
+def _run(args: argparse.Namespace, size: dict[str, int], wilcoxon_cells: int, workdir: Path) -> int:
+    data = _prepare(args, size, wilcoxon_cells, workdir)
+    m = _measure_all(data, workdir, args.repeats)
+    same = _identical(m)
+    _print_table(_rows(m, same, data.wilcoxon_line), m, data, args.repeats)
+    if not all(ok for ok, _ in same.values()):
         print("RESULTS DIFFER from the reference (see 'Identical').")
         return 1
     return 0

@@ -28,7 +28,6 @@ import re
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -40,15 +39,13 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
-from perturb_assets.core.conditions import CONTROL, parse_condition
-from perturb_assets.core.errors import ConditionSyntaxError, DatasetError
+from perturb_assets.core import gears
+from perturb_assets.core.errors import DatasetError
 
 __all__ = [
     "BUILTIN_DATASETS",
     "DATASETS_SUBDIR",
-    "GEARS_FILENAME",
     "GEARS_SUBDIR",
-    "LOG1P_MAX",
     "UNS_KEY",
     "BuiltinDataset",
     "add_user_dataset",
@@ -57,6 +54,7 @@ __all__ = [
     "discover_user_datasets",
     "is_log_normalized",
     "is_valid_dataset_name",
+    "load_expression",
     "load_gears_dataset",
     "normalize_expression",
     "user_datasets_dir",
@@ -67,24 +65,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: File name of the AnnData inside a GEARS dataset folder.
-GEARS_FILENAME = "perturb_processed.h5ad"
 #: Sub-folder of the data root that holds user datasets.
 DATASETS_SUBDIR = "datasets"
 #: Sub-folder of the data root that holds downloaded built-in GEARS datasets.
 GEARS_SUBDIR = "gears"
 #: Key in ``adata.uns`` where this package records what it did to a dataset.
 UNS_KEY = "perturb_assets"
-#: Largest value a normalise_total(1e4)+log1p matrix can plausibly hold: ``log1p(1e6)``.
-#: (A cell whose counts all fall on one gene gives ``log1p(1e4)`` ~ 9.2; 1e6 leaves headroom
-#: for other target sums.)
-LOG1P_MAX = float(np.log1p(1e6))
-#: Target sum GEARS normalises each cell to before ``log1p``.
-TARGET_SUM = 1e4
-
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_MAX_EXAMPLES = 5
-_DENSE_BLOCK_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -193,25 +180,16 @@ def builtin_dataset_dir(name: str, root: str | PathLike) -> Path:
 # ----------------------------------------------------------------------------- validation
 
 
-def _iter_value_blocks(x: Any) -> Iterator[np.ndarray]:
-    """Yield the stored values of ``x`` in blocks, without densifying a sparse matrix."""
-    if sp.issparse(x):
-        yield np.asarray(x.data)
-        return
-    arr = np.asarray(x)
-    if arr.ndim < 2 or arr.shape[0] == 0:
-        yield arr.ravel()
-        return
-    rows = max(1, _DENSE_BLOCK_ELEMENTS // max(1, arr.shape[1]))
-    for start in range(0, arr.shape[0], rows):
-        yield arr[start : start + rows].ravel()
+def _raise_first(problems: list[gears.Problem], path: str | PathLike | None) -> None:
+    if problems:
+        raise DatasetError(path, problems[0].field, problems[0].message)
 
 
 def validate_expression(adata: ad.AnnData, path: str | PathLike | None = None) -> None:
     """Check that the expression matrix ``X`` is numeric, finite and non-negative.
 
     Sparse matrices are checked on their stored values (``.data``) without densifying; dense
-    matrices are checked block by block.
+    matrices are checked block by block (:func:`perturb_assets.core.gears.value_problems`).
 
     Parameters
     ----------
@@ -226,87 +204,7 @@ def validate_expression(adata: ad.AnnData, path: str | PathLike | None = None) -
         If ``X`` is missing or not numeric, or holds NaN, infinite or negative values (the error
         gives the number of bad values).
     """
-    x = adata.X
-    if x is None:
-        raise DatasetError(path, "X", "the expression matrix is missing")
-    dtype = x.dtype
-    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
-        raise DatasetError(path, "X", f"expression values must be numeric, got dtype {dtype}")
-    if np.issubdtype(dtype, np.complexfloating):
-        raise DatasetError(path, "X", f"expression values must be real, got dtype {dtype}")
-    n_nan = n_inf = n_neg = 0
-    is_float = np.issubdtype(dtype, np.floating)
-    signed = np.issubdtype(dtype, np.signedinteger) or is_float
-    for block in _iter_value_blocks(x):
-        if is_float:
-            n_nan += int(np.count_nonzero(np.isnan(block)))
-            n_inf += int(np.count_nonzero(np.isinf(block)))
-        if signed:
-            n_neg += int(np.count_nonzero(block < 0))
-    problems = []
-    if n_nan:
-        problems.append(f"{n_nan} NaN value(s)")
-    if n_inf:
-        problems.append(f"{n_inf} infinite value(s)")
-    if n_neg:
-        problems.append(f"{n_neg} negative value(s)")
-    if problems:
-        raise DatasetError(
-            path,
-            "X",
-            "expression must be finite and non-negative (raw counts or log1p-normalised), "
-            f"found {', '.join(problems)}",
-        )
-
-
-def _validate_conditions(adata: ad.AnnData, path: str | PathLike | None) -> None:
-    field = "obs['condition']"
-    if "condition" not in adata.obs.columns:
-        raise DatasetError(
-            path,
-            field,
-            "column is missing; every cell needs a GEARS condition ('ctrl', 'A+ctrl', 'A+B')",
-        )
-    cond = adata.obs["condition"]
-    n_missing = int(cond.isna().sum())
-    if n_missing:
-        raise DatasetError(path, field, f"{n_missing} cell(s) have no condition (missing value)")
-    counts = cond.astype(str).value_counts()
-    bad: list[str] = []
-    for value in counts.index:
-        try:
-            parse_condition(value)
-        except ConditionSyntaxError as exc:
-            bad.append(f"{exc} [{int(counts[value])} cell(s)]")
-    if bad:
-        shown = "; ".join(bad[:_MAX_EXAMPLES])
-        more = f" (and {len(bad) - _MAX_EXAMPLES} more)" if len(bad) > _MAX_EXAMPLES else ""
-        raise DatasetError(
-            path,
-            field,
-            f"{len(bad)} condition(s) do not follow GEARS syntax: {shown}{more}",
-        )
-    if CONTROL not in counts.index:
-        examples = ", ".join(repr(v) for v in counts.index[:_MAX_EXAMPLES])
-        raise DatasetError(
-            path,
-            field,
-            f"no control cells: no cell has condition {CONTROL!r} (conditions include "
-            f"{examples}); GEARS needs control cells as the baseline",
-        )
-
-
-def _validate_var(adata: ad.AnnData, path: str | PathLike | None) -> None:
-    names = pd.Index(adata.var_names)
-    if names.has_duplicates:
-        dup = names[names.duplicated()].unique()
-        examples = ", ".join(repr(str(v)) for v in dup[:_MAX_EXAMPLES])
-        raise DatasetError(
-            path,
-            "var_names",
-            f"{len(dup)} duplicate gene identifier(s), e.g. {examples}; gene identifiers must "
-            "be unique (use var_names_make_unique() or aggregate the duplicates)",
-        )
+    _raise_first(gears.value_problems(adata.X), path)
 
 
 def validate_gears_anndata(adata: ad.AnnData, path: str | PathLike | None = None) -> None:
@@ -314,7 +212,7 @@ def validate_gears_anndata(adata: ad.AnnData, path: str | PathLike | None = None
 
     Checks, in order: ``obs['condition']`` present, without missing values and in GEARS syntax
     (at most two genes, no empty gene name); control cells (``ctrl``) present; ``X`` finite and
-    non-negative (:func:`validate_expression`); unique ``var_names``.
+    non-negative; unique ``var_names`` (:func:`perturb_assets.core.gears.anndata_problems`).
 
     A perturbation target that is not among the measured genes is *not* an error (see
     :func:`dataset_summary`).
@@ -331,13 +229,7 @@ def validate_gears_anndata(adata: ad.AnnData, path: str | PathLike | None = None
     DatasetError
         On the first violated rule, naming the file and the field.
     """
-    if adata.n_obs == 0:
-        raise DatasetError(path, "obs", "the dataset has no cells")
-    if adata.n_vars == 0:
-        raise DatasetError(path, "var", "the dataset has no genes")
-    _validate_conditions(adata, path)
-    validate_expression(adata, path)
-    _validate_var(adata, path)
+    _raise_first(gears.anndata_problems(adata), path)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -349,15 +241,15 @@ def _resolve_h5ad(path: Path) -> Path:
             path,
             "path",
             "does not exist; give a GEARS dataset folder (holding "
-            f"{GEARS_FILENAME}) or an .h5ad file",
+            f"{gears.FILENAME}) or an .h5ad file",
         )
     if path.is_dir():
-        h5ad = path / GEARS_FILENAME
+        h5ad = path / gears.FILENAME
         if not h5ad.is_file():
             raise DatasetError(
                 h5ad,
-                GEARS_FILENAME,
-                f"the folder {path} has no {GEARS_FILENAME}; a GEARS dataset folder must hold it",
+                gears.FILENAME,
+                f"the folder {path} has no {gears.FILENAME}; a GEARS dataset folder must hold it",
             )
         return h5ad
     return path
@@ -377,13 +269,6 @@ def _read_h5ad(h5ad: Path) -> ad.AnnData:
         ) from exc
 
 
-def _gears_condition_name(cell_type: str, condition: str) -> str:
-    # Same rule as cell-gears' data_utils.get_DE_genes: '1+1' when the condition has two parts
-    # (including 'A+ctrl'), '1' otherwise (i.e. 'ctrl').
-    dose_val = "1+1" if len(condition.split("+")) == 2 else "1"
-    return "_".join([cell_type, condition, dose_val])
-
-
 def _fill_missing_fields(adata: ad.AnnData) -> list[str]:
     filled: list[str] = []
     adata.obs["condition"] = pd.Categorical(adata.obs["condition"].astype(str))
@@ -395,7 +280,7 @@ def _fill_missing_fields(adata: ad.AnnData) -> list[str]:
         filled.append("obs['cell_type']")
     if "condition_name" not in adata.obs.columns:
         names = [
-            _gears_condition_name(str(ct), str(c))
+            gears.condition_name(str(ct), str(c))
             for ct, c in zip(adata.obs["cell_type"], adata.obs["condition"], strict=True)
         ]
         adata.obs["condition_name"] = pd.Categorical(names)
@@ -474,13 +359,13 @@ def dataset_summary(adata: ad.AnnData) -> dict[str, Any]:
     DatasetError
         If ``obs['condition']`` is missing or not in GEARS syntax.
     """
-    _validate_conditions(adata, None)
+    _raise_first(gears.condition_problems(adata.obs), None)
     cond = adata.obs["condition"].astype(str)
     counts = cond.value_counts()
     n_single = n_combo = 0
     targets: set[str] = set()
     for value in counts.index:
-        genes = parse_condition(value)
+        genes = gears.parse_condition(value)
         targets.update(genes)
         if len(genes) == 1:
             n_single += 1
@@ -488,7 +373,7 @@ def dataset_summary(adata: ad.AnnData) -> dict[str, Any]:
             n_combo += 1
     measured = _measured_gene_names(adata)
     unmeasured = sorted(targets - measured)
-    n_control = int(counts.get(CONTROL, 0))
+    n_control = int(counts.get(gears.CONTROL, 0))
     cell_types = (
         sorted({str(c) for c in adata.obs["cell_type"]}) if "cell_type" in adata.obs else []
     )
@@ -514,27 +399,13 @@ def dataset_summary(adata: ad.AnnData) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- normalisation
 
 
-def _scan_values(x: Any) -> tuple[bool, float]:
-    """Return (all values integer, max value) over the stored values of ``x``."""
-    all_int = True
-    vmax = 0.0
-    integer_dtype = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.bool_)
-    for block in _iter_value_blocks(x):
-        if block.size == 0:
-            continue
-        vmax = max(vmax, float(np.max(block)))
-        if all_int and not integer_dtype:
-            all_int = bool(np.all(np.equal(np.mod(block, 1), 0)))
-    return all_int, vmax
-
-
 def is_log_normalized(adata: ad.AnnData) -> bool:
     """Guess whether ``X`` is already normalise_total + log1p transformed (the GEARS scale).
 
     Heuristic: ``X`` is log-normalised when it holds at least one non-integer value and its
-    maximum is at most :data:`LOG1P_MAX` (``log1p(1e6)`` ~ 13.8). An all-integer ``X`` is taken
-    to be raw counts. A non-integer ``X`` with larger values (e.g. normalised but not logged)
-    is neither; :func:`normalize_expression` refuses it.
+    maximum passes :func:`perturb_assets.core.gears.is_log_scale` (at most ``log1p(1e6)`` ~ 13.8).
+    An all-integer ``X`` is taken to be raw counts. A non-integer ``X`` with larger values
+    (e.g. normalised but not logged) is neither; :func:`normalize_expression` refuses it.
 
     Parameters
     ----------
@@ -546,8 +417,8 @@ def is_log_normalized(adata: ad.AnnData) -> bool:
     bool
         ``True`` for log-normalised data.
     """
-    all_int, vmax = _scan_values(adata.X)
-    return (not all_int) and vmax <= LOG1P_MAX
+    all_int, vmax = gears.scan_values(adata.X)
+    return (not all_int) and gears.is_log_scale(vmax)
 
 
 def normalize_expression(adata: ad.AnnData) -> ad.AnnData:
@@ -573,13 +444,13 @@ def normalize_expression(adata: ad.AnnData) -> ad.AnnData:
     ------
     DatasetError
         If ``X`` is invalid (see :func:`validate_expression`) or neither raw counts nor
-        log-normalised (non-integer values above ``LOG1P_MAX``).
+        log-normalised (non-integer values above ``gears.LOG1P_MAX``).
     """
     validate_expression(adata, None)
-    all_int, vmax = _scan_values(adata.X)
+    all_int, vmax = gears.scan_values(adata.X)
     out = adata.copy()
     uns = dict(out.uns.get(UNS_KEY, {}))
-    if not all_int and vmax <= LOG1P_MAX:
+    if not all_int and gears.is_log_scale(vmax):
         if not sp.issparse(out.X):
             out.X = sp.csr_matrix(out.X)
         uns["normalization"] = "already_log_normalized"
@@ -587,7 +458,7 @@ def normalize_expression(adata: ad.AnnData) -> ad.AnnData:
         counts = sp.csr_matrix(out.X)
         out.layers["counts"] = counts.copy()
         out.X = counts.astype(np.float32)
-        sc.pp.normalize_total(out, target_sum=TARGET_SUM)
+        sc.pp.normalize_total(out, target_sum=gears.TARGET_SUM)
         sc.pp.log1p(out)
         if not sp.issparse(out.X):  # pragma: no cover - scanpy keeps CSR input sparse
             out.X = sp.csr_matrix(out.X)
@@ -596,12 +467,25 @@ def normalize_expression(adata: ad.AnnData) -> ad.AnnData:
         raise DatasetError(
             uns.get("source_path"),
             "X",
-            f"values are non-integer with maximum {vmax:.4g} > log1p(1e6) = {LOG1P_MAX:.4g}: "
+            f"values are non-integer with maximum {vmax:.4g} > log1p(1e6) = {gears.LOG1P_MAX:.4g}: "
             "neither raw counts nor normalise_total+log1p data; provide raw counts or "
             "log1p-normalised expression",
         )
     out.uns[UNS_KEY] = uns
     return out
+
+
+def load_expression(path: str | PathLike) -> ad.AnnData:
+    """Load a dataset the way the platform stores it: validated, on the GEARS scale, lean.
+
+    :func:`load_gears_dataset` then :func:`normalize_expression`; GEARS' per-condition gene
+    lists in ``uns`` (:data:`perturb_assets.core.gears.HEAVY_UNS_KEYS`, conditions × genes
+    of indices) are dropped, since DE genes are recomputed downstream.
+    """
+    adata = normalize_expression(load_gears_dataset(path))
+    for key in gears.HEAVY_UNS_KEYS:
+        adata.uns.pop(key, None)
+    return adata
 
 
 # ----------------------------------------------------------------------------- user datasets
@@ -636,9 +520,9 @@ def discover_user_datasets(root: str | PathLike) -> dict[str, Path]:
             continue
         if entry.is_dir():
             name = entry.name
-            if not (entry / GEARS_FILENAME).is_file():
+            if not (entry / gears.FILENAME).is_file():
                 warnings.warn(
-                    f"skipping {entry}: the folder has no {GEARS_FILENAME}",
+                    f"skipping {entry}: the folder has no {gears.FILENAME}",
                     UserWarning,
                     stacklevel=2,
                 )
@@ -747,7 +631,7 @@ def add_user_dataset(
             os.symlink((src if is_folder else src_h5ad).resolve(), tmp)
         elif is_folder:
             tmp.mkdir()
-            shutil.copyfile(src_h5ad, tmp / GEARS_FILENAME)
+            shutil.copyfile(src_h5ad, tmp / gears.FILENAME)
         else:
             shutil.copyfile(src_h5ad, tmp)
     except BaseException:

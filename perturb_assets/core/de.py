@@ -56,13 +56,30 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from perturb_assets.core.conditions import parse_condition
+from perturb_assets.core.gears import CONTROL, N_TOP_DE, parse_condition
+from perturb_assets.core.metrics import reference_compat_de_lists
 from perturb_assets.core.pseudobulk import group_codes, group_sums
 
-__all__ = ["DEMethod", "de_scores", "rank_de_genes", "select_top_n", "top_de_genes"]
+__all__ = [
+    "DE_METHODS",
+    "TARGET_POLICIES",
+    "DEMethod",
+    "de_gene_table",
+    "de_scores",
+    "de_table_problems",
+    "rank_de_genes",
+    "select_top_n",
+    "top_de_genes",
+]
 
 DEMethod = Literal["t-test", "wilcoxon"]
-_METHODS: tuple[str, ...] = ("t-test", "wilcoxon")
+#: The DE tests, scanpy's names.
+DE_METHODS: tuple[DEMethod, ...] = ("t-test", "wilcoxon")
+#: How target genes are treated in a DE list: kept (``included``), every target removed
+#: (``excluded``), or removed as the paper's code does (``reference_compat``).
+TARGET_POLICIES: tuple[str, ...] = ("included", "excluded", "reference_compat")
+#: Columns of :func:`de_gene_table`.
+DE_TABLE_COLUMNS: tuple[str, ...] = ("method", "targets", "condition", "rank", "gene_id")
 
 
 def select_top_n(scores: np.ndarray, n_top: int) -> np.ndarray:
@@ -151,8 +168,8 @@ def de_scores(
         If ``groupby`` is missing, ``reference`` is not one of its values, a group has fewer
         than two cells (scanpy raises then too) or ``method`` is unknown.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}; got {method!r}")
+    if method not in DE_METHODS:
+        raise ValueError(f"method must be one of {DE_METHODS}; got {method!r}")
     codes, labels, iref, sizes = _test_groups(adata, groupby, reference)
     x = adata.X
     if x is None:
@@ -222,7 +239,7 @@ def top_de_genes(
     exclude_targets
         Leave the perturbed genes of a condition out of its list: both genes of a combination
         ``A+B``, gene ``A`` of ``A+ctrl`` / ``ctrl+A`` (parsed with
-        :func:`perturb_assets.core.conditions.parse_condition`). A target symbol is mapped to
+        :func:`perturb_assets.core.gears.parse_condition`). A target symbol is mapped to
         every var whose ``gene_name`` equals it; a target that is not measured removes nothing.
         Defined as: rank with scanpy's selection for ``n_top + k`` genes, where ``k`` is the
         number of target vars of the condition, drop the targets, keep the first ``n_top``.
@@ -318,6 +335,82 @@ def top_genes_from_scores(
             top = ranked[~np.isin(ranked, target_vars)][:n_select]
         result[group] = var_names[top].tolist()
     return result
+
+
+def de_gene_table(
+    adata: AnnData,
+    dataset: str,
+    methods: Sequence[DEMethod] = DE_METHODS,
+    n_top: int = N_TOP_DE,
+) -> pd.DataFrame:
+    """Top DE genes for every method and target policy, as one long table.
+
+    Each method scores every condition once (:func:`de_scores`); the three lists of
+    :data:`TARGET_POLICIES` are selected from those scores: ``included`` (plain top-n),
+    ``excluded`` (every target gene removed, both genes of a combination) and
+    ``reference_compat`` (the paper code's removal,
+    :func:`perturb_assets.core.metrics.reference_compat_de_lists`, which needs the dataset
+    name and refills a removed target from below the top n).
+
+    Parameters
+    ----------
+    adata
+        Log-normalised data with ``obs['condition']`` and ``var['gene_name']``.
+    dataset
+        Dataset name (the reference treats Norman differently).
+    methods
+        DE tests to run.
+    n_top
+        Genes per list.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``method``, ``targets``, ``condition``, ``rank`` (1-based), ``gene_id``
+        (``var_names``) and ``gene_name``.
+    """
+    symbol = adata.var["gene_name"].astype(str)
+    rows = []
+    for method in methods:
+        scores, groups = de_scores(adata, method=method)
+
+        def top(n: int, exclude: bool = False, scores=scores, groups=groups) -> dict:
+            return top_genes_from_scores(
+                scores, groups, adata.var_names, n, exclude_targets=exclude, gene_names=symbol
+            )
+
+        lists = {
+            "included": top(n_top),
+            "excluded": top(n_top, exclude=True),
+            # Two spare ranks: the reference refills a removed target from below the top n.
+            "reference_compat": reference_compat_de_lists(
+                top(n_top + 2), symbol, dataset, n_top=n_top
+            ),
+        }
+        for targets, by_condition in lists.items():
+            for condition, genes in by_condition.items():
+                rows.extend(
+                    (method, targets, condition, rank, gene)
+                    for rank, gene in enumerate(genes, start=1)
+                )
+    table = pd.DataFrame(rows, columns=list(DE_TABLE_COLUMNS))
+    table["gene_name"] = symbol.reindex(table["gene_id"]).to_numpy()
+    return table
+
+
+def de_table_problems(table: pd.DataFrame, adata: AnnData, n_top: int = N_TOP_DE) -> list[str]:
+    """Problems of a :func:`de_gene_table`: unknown genes, conditions without a list, long
+    lists."""
+    problems = []
+    if unknown := sorted(set(table["gene_id"]) - set(adata.var_names)):
+        problems.append(f"genes not in var_names: {unknown[:5]}")
+    expected = set(adata.obs["condition"].astype(str)) - {CONTROL}
+    for (method, targets), group in table.groupby(["method", "targets"]):
+        if missing := sorted(expected - set(group["condition"])):
+            problems.append(f"{method}/{targets}: conditions without DE genes: {missing[:5]}")
+        if group.groupby("condition").size().max() > n_top:
+            problems.append(f"{method}/{targets}: more than {n_top} genes in a list")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,10 +36,10 @@ from typing import Any
 
 import requests
 
+from perturb_assets.core import gears
 from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.datasets import (
     BUILTIN_DATASETS,
-    GEARS_FILENAME,
     builtin_dataset_dir,
     load_gears_dataset,
     validate_dataset_name,
@@ -475,7 +475,7 @@ def _extract_tar(archive: Path, target: Path) -> None:
 def _find_dataset_root(extracted: Path) -> Path | None:
     hits = [
         p.parent
-        for p in extracted.rglob(GEARS_FILENAME)
+        for p in extracted.rglob(gears.FILENAME)
         if p.is_file() and "__MACOSX" not in p.relative_to(extracted).parts
     ]
     if len(hits) > 1:
@@ -546,7 +546,7 @@ def extract_gears_archive(
         root = _find_dataset_root(tmp)
         if root is None:
             raise _bad_archive(
-                archive, f"the archive must hold exactly one folder with {GEARS_FILENAME}"
+                archive, f"the archive must hold exactly one folder with {gears.FILENAME}"
             )
         if dest.exists() or dest.is_symlink():
             trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
@@ -594,7 +594,7 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _is_valid_folder(folder: Path) -> bool:
-    if not (folder / GEARS_FILENAME).is_file():
+    if not (folder / gears.FILENAME).is_file():
         return False
     try:
         load_gears_dataset(folder)

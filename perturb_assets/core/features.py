@@ -10,7 +10,7 @@ Csendes et al. (2025, Methods) represent a perturbation by prior knowledge about
    (:func:`read_embedding`) get the same preprocessing (:func:`embedding_pca`).
 3. Each condition's feature vector is the row of its target gene; for a combination the rows of
    both genes are summed (:func:`perturbation_features`). Gene symbols are matched through an
-   explicit table of HGNC renames (:data:`GENE_ALIASES`, :func:`match_genes`), because the
+   explicit table of HGNC renames (:func:`gene_aliases`, :func:`match_genes`), because the
    GEARS datasets use outdated symbols (``AARS`` for ``AARS1``, ``H2AFZ`` for ``H2AZ1``, ...).
 
 Notes on the authors' code (``turbine-ai/PerturbSeqPredBenchmark``,
@@ -20,11 +20,13 @@ to the randomized solver for a matrix of that shape). On single-gene datasets a 
 features are its gene's row. On Norman (the combination dataset) a zero row named ``NULL`` is
 appended to the PCA table and every condition is written as a pair ``(first, second)`` with
 ``second = NULL`` for a single, so a single is ``row + 0`` and therefore identical to its row.
-For a combination the notebook computes ``row(first) - row(second)`` (a difference, in
-condition order), whereas the paper text says the embeddings were "simply summed". This module
-follows the paper (``combine="sum"``, the default) and offers ``combine="difference"`` to
-reproduce the notebook. The notebook has no missing-gene policy (a missing symbol raises
-``KeyError``); outdated symbols were fixed by hand with ``notebooks/gene_name_map.json``.
+For a combination the published notebook (commit ``e42855d``, whose outputs are the paper's
+numbers) computes ``row(first) + row(second)``, as the paper text says ("simply summed"); the
+2024 preprint version (commit ``c33d242``) computed ``row(first) - row(second)``.
+:func:`perturbation_features` does either (``combine``); the benchmark protocol
+(:mod:`perturb_assets.core.registry`) chooses. The notebook has no missing-gene policy (a
+missing symbol raises ``KeyError``); outdated symbols were fixed by hand with
+``notebooks/gene_name_map.json``.
 
 This module is Dagster-free: plain functions on pandas, numpy and scikit-learn.
 """
@@ -32,6 +34,7 @@ This module is Dagster-free: plain functions on pandas, numpy and scikit-learn.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -41,21 +44,25 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from perturb_assets.core.conditions import parse_condition
+from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.gears import parse_condition
 
 __all__ = [
-    "GENE_ALIASES",
     "GENE_ALIASES_FILE",
     "AnnotationDownloadError",
+    "embedding_file",
     "embedding_pca",
     "file_content_hash",
+    "gene_aliases",
+    "go_annotation_matrix",
     "go_annotations_from_decoupler",
     "load_gene_aliases",
     "long_to_binary",
@@ -65,6 +72,7 @@ __all__ = [
     "read_embedding",
     "read_gaf",
     "read_gmt",
+    "user_embedding_file",
 ]
 
 GENE_INDEX_NAME = "gene_name"
@@ -380,6 +388,86 @@ def _open_text(path: str | os.PathLike[str]) -> IO[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Where annotations and embeddings come from
+# ---------------------------------------------------------------------------------------------
+
+#: Where a user's files live under the data root.
+ANNOTATIONS_SUBDIR = "annotations"
+EMBEDDINGS_SUBDIR = "embeddings"
+#: A user's GO annotation file, in order of preference.
+ANNOTATION_FILES: tuple[str, ...] = ("go.gmt", "go.gaf", "go.gaf.gz", "go.gmt.gz")
+#: Accepted suffixes of a gene-embedding file, in order of preference.
+EMBEDDING_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv", ".pkl", ".pickle")
+#: Where to take GO annotations from.
+AnnotationSource = Literal["auto", "simulator", "file", "decoupler"]
+_MSIGDB_CACHE = "msigdb_go_biological_process.parquet"
+
+
+def go_annotation_matrix(
+    source: AnnotationSource,
+    data_root: str | os.PathLike[str],
+    simulated_gmt: str | os.PathLike[str] | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """The binary gene × GO-term matrix of a dataset, and where it came from.
+
+    ``source``:
+
+    * ``"simulator"``: the simulator's stand-in ``simulated_gmt``;
+    * ``"file"``: the first of :data:`ANNOTATION_FILES` in ``<root>/annotations/``;
+    * ``"decoupler"``: MSigDB GO Biological Process through decoupler, cached as parquet in
+      ``<root>/annotations/`` after the first download;
+    * ``"auto"``: the first of those that is available, in that order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` is ``"simulator"`` or ``"file"`` and that file does not exist.
+    AnnotationDownloadError
+        If decoupler's download fails.
+    """
+    folder = Path(data_root) / ANNOTATIONS_SUBDIR
+    if source in ("auto", "simulator") and simulated_gmt is not None:
+        return read_gmt(simulated_gmt), f"simulator: {simulated_gmt}"
+    if source == "simulator":
+        raise FileNotFoundError("source 'simulator' needs the simulator's GMT (synthetic only)")
+    if source in ("auto", "file"):
+        for name in ANNOTATION_FILES:
+            path = folder / name
+            if path.exists():
+                reader = read_gaf if ".gaf" in name else read_gmt
+                return reader(path), f"file: {path}"
+        if source == "file":
+            raise FileNotFoundError(f"no GO file found; put one of {ANNOTATION_FILES} in {folder}")
+    cache = folder / _MSIGDB_CACHE
+    if not cache.exists():
+        matrix = go_annotations_from_decoupler("go_biological_process")
+        atomic_write(cache, matrix.to_parquet)
+    return pd.read_parquet(cache), "decoupler MSigDB go_biological_process"
+
+
+def embedding_file(
+    name: str, data_root: str | os.PathLike[str], simulated_dir: str | os.PathLike[str] | None
+) -> Path | None:
+    """The gene-embedding file of feature set ``name``, or ``None``.
+
+    The simulator's stand-in ``<simulated_dir>/<name>.parquet`` (``synthetic`` only) wins;
+    otherwise ``<root>/embeddings/<name>`` with the first of :data:`EMBEDDING_SUFFIXES`.
+    """
+    if simulated_dir is not None and (Path(simulated_dir) / f"{name}.parquet").exists():
+        return Path(simulated_dir) / f"{name}.parquet"
+    return user_embedding_file(name, data_root)
+
+
+def user_embedding_file(name: str, data_root: str | os.PathLike[str]) -> Path | None:
+    """``<root>/embeddings/<name>.{parquet,csv,tsv,pkl,pickle}``, the first that exists."""
+    for suffix in EMBEDDING_SUFFIXES:
+        path = Path(data_root) / EMBEDDINGS_SUBDIR / f"{name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Gene symbol aliases
 # ---------------------------------------------------------------------------------------------
 
@@ -436,14 +524,16 @@ def load_gene_aliases(path: str | os.PathLike[str] | None = None) -> dict[str, s
     return aliases
 
 
-#: Outdated HGNC symbol → current symbol (see ``gene_aliases.csv`` for the rows and notes).
-GENE_ALIASES: dict[str, str] = load_gene_aliases()
+@functools.cache
+def gene_aliases() -> Mapping[str, str]:
+    """Outdated HGNC symbol → current symbol: the shipped ``gene_aliases.csv``, read once."""
+    return MappingProxyType(load_gene_aliases())
 
 
 def match_genes(
     query_symbols: Iterable[str],
     available_symbols: Iterable[str],
-    aliases: Mapping[str, str] = GENE_ALIASES,
+    aliases: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Match gene symbols against the symbols of a feature table, through aliases.
 
@@ -460,7 +550,7 @@ def match_genes(
     available_symbols
         Symbols present in the feature table (its index).
     aliases
-        ``{old_symbol: new_symbol}``; defaults to :data:`GENE_ALIASES`.
+        ``{old_symbol: new_symbol}``; defaults to :func:`gene_aliases`.
 
     Returns
     -------
@@ -470,6 +560,7 @@ def match_genes(
         ``n_query`` (unique queries), ``n_direct``, ``n_via_alias``, ``n_missing``, ``missing``
         (sorted list) and ``via_alias`` (``{query: available symbol}`` of the alias matches).
     """
+    aliases = gene_aliases() if aliases is None else aliases
     available = set(available_symbols)
     reverse: dict[str, list[str]] = {}
     for old, new in aliases.items():
@@ -849,15 +940,16 @@ def perturbation_features(
     gene_features: pd.DataFrame,
     missing: Literal["zero", "drop", "error"] = "zero",
     combo_dataset: bool | None = None,
-    aliases: Mapping[str, str] = GENE_ALIASES,
+    aliases: Mapping[str, str] | None = None,
     combine: Literal["sum", "difference"] = "sum",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Feature vector of every GEARS condition from per-gene features.
 
     * ``A+ctrl`` / ``ctrl+A`` (single): the row of ``A``.
-    * ``A+B`` (combination): ``row(A) + row(B)`` as in the paper ("the embeddings were simply
-      summed"); ``combine="difference"`` gives ``row(A) - row(B)``, what the authors' notebook
-      computes on Norman.
+    * ``A+B`` (combination): ``row(A) + row(B)`` as in the paper and the published notebook
+      (:data:`perturb_assets.core.registry.PUBLISHED_2025`); ``combine="difference"`` gives
+      ``row(A) - row(B)``, what the 2024 preprint notebook computed
+      (:data:`~perturb_assets.core.registry.PREPRINT_2024`).
     * On a combination dataset a single is treated as a pair with a zero second row (the
       authors' ``NULL`` row), i.e. ``row(A) + 0``, which equals its row under either ``combine``
       rule; the flag is therefore only checked and reported.
@@ -882,9 +974,9 @@ def perturbation_features(
         Whether the dataset has combinations (Norman). ``None`` infers it from ``conditions``.
         ``False`` with a combination present raises :class:`ValueError`.
     aliases
-        ``{old_symbol: new_symbol}``; defaults to :data:`GENE_ALIASES`.
+        ``{old_symbol: new_symbol}``; defaults to :func:`gene_aliases`.
     combine
-        ``"sum"`` (paper) or ``"difference"`` (authors' notebook) for combinations.
+        ``"sum"`` (paper, published notebook) or ``"difference"`` (2024 preprint notebook).
 
     Returns
     -------
@@ -911,26 +1003,10 @@ def perturbation_features(
         raise ValueError(f"missing must be 'zero', 'drop' or 'error', got {missing!r}")
     if combine not in ("sum", "difference"):
         raise ValueError(f"combine must be 'sum' or 'difference', got {combine!r}")
-    conditions = list(conditions)
-    if len(set(conditions)) != len(conditions):
-        dup = sorted({c for c in conditions if conditions.count(c) > 1})
-        raise ValueError(f"conditions repeat: {dup[:10]}")
-    if not gene_features.index.is_unique:
-        raise ValueError("gene_features index repeats genes")
-    try:
-        table = gene_features.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"gene_features is not numeric: {exc}") from exc
-    if not np.isfinite(table).all():
-        raise ValueError("gene_features holds NaN or infinite values")
+    conditions = _unique_conditions(conditions)
+    table = _feature_matrix(gene_features)
     targets = [parse_condition(c) for c in conditions]
-    has_combo = any(len(t) == 2 for t in targets)
-    if combo_dataset is None:
-        combo_dataset = has_combo
-    elif not combo_dataset and has_combo:
-        example = next(c for c, t in zip(conditions, targets, strict=True) if len(t) == 2)
-        raise ValueError(f"combo_dataset=False, but condition {example!r} perturbs two genes")
-
+    combo_dataset = _combo_dataset_flag(conditions, targets, combo_dataset)
     genes = list(dict.fromkeys(g for t in targets for g in t))
     mapping, match_report = match_genes(genes, gene_features.index, aliases)
     missing_genes = set(match_report["missing"])
@@ -939,32 +1015,11 @@ def perturbation_features(
             f"no features for {len(missing_genes)} target gene(s) even through aliases: "
             f"{sorted(missing_genes)[:20]}"
         )
-    row_of = {g: int(i) for i, g in enumerate(gene_features.index)}
-
-    zeros = np.zeros(table.shape[1], dtype=np.float64)
-    kept: list[str] = []
-    rows: list[np.ndarray] = []
-    dropped: list[str] = []
-    zero_filled: list[str] = []
-    for cond, target in zip(conditions, targets, strict=True):
-        absent = [g for g in target if g in missing_genes]
-        if absent and missing == "drop":
-            dropped.append(cond)
-            continue
-        if absent:
-            zero_filled.append(cond)
-        vectors = [zeros if g in missing_genes else table[row_of[mapping[g]]] for g in target]
-        if not vectors:  # ctrl
-            vec = zeros.copy()
-        elif len(vectors) == 1:  # single; on a combination dataset: row + zero row
-            vec = vectors[0] + zeros
-        elif combine == "sum":
-            vec = vectors[0] + vectors[1]
-        else:
-            vec = vectors[0] - vectors[1]
-        kept.append(cond)
-        rows.append(vec)
-
+    row_of = {g: table[i] for i, g in enumerate(gene_features.index)}
+    gene_rows = {g: row_of[mapping[g]] for g in genes if g not in missing_genes}
+    rows, kept, zero_filled, dropped = _condition_rows(
+        conditions, targets, gene_rows, table.shape[1], missing, combine
+    )
     X = pd.DataFrame(
         np.vstack(rows) if rows else np.zeros((0, table.shape[1])),
         index=pd.Index(kept, name="condition", dtype=object),
@@ -987,3 +1042,74 @@ def perturbation_features(
         "gene_matching": match_report,
     }
     return X, report
+
+
+def _unique_conditions(conditions: Iterable[str]) -> list[str]:
+    conditions = list(conditions)
+    if len(set(conditions)) != len(conditions):
+        dup = sorted({c for c in conditions if conditions.count(c) > 1})
+        raise ValueError(f"conditions repeat: {dup[:10]}")
+    return conditions
+
+
+def _feature_matrix(gene_features: pd.DataFrame) -> np.ndarray:
+    """``gene_features`` as finite float64 values with unique genes."""
+    if not gene_features.index.is_unique:
+        raise ValueError("gene_features index repeats genes")
+    try:
+        table = gene_features.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"gene_features is not numeric: {exc}") from exc
+    if not np.isfinite(table).all():
+        raise ValueError("gene_features holds NaN or infinite values")
+    return table
+
+
+def _combo_dataset_flag(
+    conditions: list[str], targets: list[tuple[str, ...]], combo_dataset: bool | None
+) -> bool:
+    has_combo = any(len(t) == 2 for t in targets)
+    if combo_dataset is None:
+        return has_combo
+    if not combo_dataset and has_combo:
+        example = next(c for c, t in zip(conditions, targets, strict=True) if len(t) == 2)
+        raise ValueError(f"combo_dataset=False, but condition {example!r} perturbs two genes")
+    return combo_dataset
+
+
+def _condition_rows(
+    conditions: list[str],
+    targets: list[tuple[str, ...]],
+    gene_rows: Mapping[str, np.ndarray],
+    width: int,
+    missing: str,
+    combine: str,
+) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
+    """Each condition's vector from its genes' rows (a zero row for a gene without features).
+
+    Returns the rows, the kept conditions, the zero-filled and the dropped ones.
+    """
+    zeros = np.zeros(width, dtype=np.float64)
+    rows: list[np.ndarray] = []
+    kept: list[str] = []
+    zero_filled: list[str] = []
+    dropped: list[str] = []
+    for cond, target in zip(conditions, targets, strict=True):
+        absent = [g for g in target if g not in gene_rows]
+        if absent and missing == "drop":
+            dropped.append(cond)
+            continue
+        if absent:
+            zero_filled.append(cond)
+        vectors = [gene_rows.get(g, zeros) for g in target]
+        if not vectors:  # ctrl
+            vec = zeros.copy()
+        elif len(vectors) == 1:  # single; on a combination dataset: row + zero row
+            vec = vectors[0] + zeros
+        elif combine == "sum":
+            vec = vectors[0] + vectors[1]
+        else:
+            vec = vectors[0] - vectors[1]
+        kept.append(cond)
+        rows.append(vec)
+    return rows, kept, zero_filled, dropped

@@ -74,13 +74,12 @@ import numba
 import numpy as np
 import pandas as pd
 
-from perturb_assets.core.conditions import parse_condition
+from perturb_assets.core.gears import N_TOP_DE, parse_condition
 
 __all__ = [
     "BASE_METRICS",
     "DE_METRICS",
     "METRICS",
-    "N_TOP_DE",
     "bootstrap_ci",
     "de_lists_without_targets",
     "evaluate_predictions",
@@ -91,9 +90,6 @@ __all__ = [
     "subgroup_summary",
     "summarise_metrics",
 ]
-
-#: Number of DE genes per condition the metrics use (the reference's ``[:20]``).
-N_TOP_DE = 20
 
 #: Metrics on all genes, always computed.
 BASE_METRICS: tuple[str, ...] = ("pearson", "pearson_delta")
@@ -507,7 +503,7 @@ def de_lists_without_targets(
     """Ranked DE lists with the perturbation's target genes removed, then truncated.
 
     The correct rule, as ``top_de_genes(..., exclude_targets=True)``: every gene of
-    :func:`perturb_assets.core.conditions.parse_condition` (both genes of ``A+B``, ``A`` of
+    :func:`perturb_assets.core.gears.parse_condition` (both genes of ``A+B``, ``A`` of
     ``A+ctrl``) is removed, mapped to *every* var whose symbol it is. To obtain exactly the
     first ``n_top`` non-target genes, the input lists must be ranked at least ``n_top`` plus
     the number of target vars long (e.g. ``top_de_genes(adata, n_top=n_top + 2)``); shorter

@@ -32,6 +32,8 @@ __all__ = [
     "group_sizes",
     "group_sums",
     "pseudobulk",
+    "pseudobulk_problems",
+    "pseudobulk_profiles",
 ]
 
 
@@ -407,3 +409,29 @@ def pseudobulk(adata: AnnData, groupby: str = "condition") -> pd.DataFrame:
     counts = np.bincount(codes[codes >= 0], minlength=len(labels)).astype(np.float64)
     sums /= counts[:, None]
     return pd.DataFrame(sums, index=labels, columns=adata.var_names.copy())
+
+
+def pseudobulk_profiles(adata: AnnData, groupby: str = "condition") -> AnnData:
+    """Pseudo-bulk profiles as AnnData: one observation per group.
+
+    ``X`` holds the float64 group means of :func:`pseudobulk`, ``obs['n_cells']`` the number
+    of cells behind each mean (kept outside the gene matrix), ``var`` is ``adata.var`` (gene
+    ids and ``gene_name``). With GEARS conditions the ``ctrl`` row is the control mean.
+    """
+    means = pseudobulk(adata, groupby=groupby)
+    sizes = group_sizes(adata, groupby=groupby).reindex(means.index)
+    obs = pd.DataFrame({"n_cells": sizes.to_numpy(np.int64)}, index=means.index.astype(str))
+    obs.index.name = groupby
+    return AnnData(X=means.to_numpy(), obs=obs, var=adata.var.copy())
+
+
+def pseudobulk_problems(profiles: AnnData, control: str = "ctrl") -> list[str]:
+    """Problems of a :func:`pseudobulk_profiles` table: no control row, NaN, empty groups."""
+    problems = []
+    if control not in profiles.obs_names:
+        problems.append(f"no {control} row (control mean)")
+    if not np.isfinite(np.asarray(profiles.X, dtype=np.float64)).all():
+        problems.append("non-finite values")
+    if "n_cells" not in profiles.obs or (profiles.obs["n_cells"] <= 0).any():
+        problems.append("a condition with no cells")
+    return problems

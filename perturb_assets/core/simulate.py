@@ -60,33 +60,18 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from perturb_assets.core import features
+from perturb_assets.core import gears, registry
 from perturb_assets.core.atomic import atomic_write
-from perturb_assets.core.conditions import CONTROL
+from perturb_assets.core.gears import CONTROL
 from perturb_assets.core.pseudobulk import group_sums, pseudobulk
 
-#: File names of a GEARS dataset folder.
-H5AD_NAME = "perturb_processed.h5ad"
+#: The simulator's GO stand-in, written beside the GEARS file.
 GMT_NAME = "gene_annotations.gmt"
 EMBEDDINGS_DIR = "embeddings"
-# Stand-ins for the three published gene embeddings: the same program signal seen through
-# different amounts of noise (noise SD relative to the signal SD), so they rank differently.
-EMBEDDING_NOISE: dict[str, float] = {"scgpt": 1.5, "scfoundation": 3.0, "scelmo": 1.0}
-
-#: Library size that ``X`` is normalised to before ``log1p`` (as in GEARS' preprocessing).
-TARGET_SUM = 1e4
 
 #: Supported CRISPR modalities.
 MODALITIES: tuple[str, ...] = ("crispri", "crispra")
 
-#: The ``uns`` keys GEARS' ``get_DE_genes`` + ``get_dropout_non_zero_genes`` write.
-GEARS_UNS_KEYS: tuple[str, ...] = (
-    "rank_genes_groups_cov_all",
-    "top_non_dropout_de_20",
-    "top_non_zero_de_20",
-    "non_dropout_gene_idx",
-    "non_zeros_gene_idx",
-)
 
 # ---------------------------------------------------------------------------------------------
 # Model constants (calibrated at the default size; see the module docstring).
@@ -163,8 +148,105 @@ class SimulatedDataset:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-# The one GMT reader lives in features; re-exported so `simulate.read_gmt` keeps working.
-read_gmt = features.read_gmt
+@dataclass(frozen=True)
+class SimulationParams:
+    """The knobs of :func:`simulate_perturbseq`, validated once when built.
+
+    See :func:`simulate_perturbseq` for the meaning of each field. ``n_programs=None`` becomes
+    ``clip(round(n_genes / 80), 8, 40)``.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range or the cells cannot cover all conditions.
+    """
+
+    n_cells: int = 6000
+    n_genes: int = 1000
+    n_perturbations: int = 120
+    combo_fraction: float = 0.0
+    diversity: float = 0.5
+    n_terms: int = 300
+    modality: str = "crispri"
+    cell_type: str = "K562"
+    seed: int = 0
+    compute_de: bool = True
+    n_programs: int | None = None
+    unmeasured_fraction: float = 0.07
+
+    def __post_init__(self) -> None:
+        _check_sizes(self)
+        _check_fractions(self)
+        if self.n_programs is None:
+            object.__setattr__(self, "n_programs", int(np.clip(round(self.n_genes / 80), 8, 40)))
+        _check_programs(self)
+        _check_feasible(self)
+
+    @property
+    def n_combo(self) -> int:
+        return int(round(self.combo_fraction * self.n_perturbations))
+
+    @property
+    def n_single(self) -> int:
+        return self.n_perturbations - self.n_combo
+
+    @property
+    def n_combo_only(self) -> int:
+        """Genes perturbed only in combinations."""
+        return int(round(_COMBO_ONLY_FRACTION * self.n_combo))
+
+    @property
+    def n_targets(self) -> int:
+        return self.n_single + self.n_combo_only
+
+    @property
+    def n_unmeasured(self) -> int:
+        """Target genes that are not measured (at least one when there are five targets)."""
+        n = int(round(self.unmeasured_fraction * self.n_targets))
+        if self.unmeasured_fraction > 0 and self.n_targets >= 5:
+            n = max(n, 1)
+        return n
+
+    @property
+    def n_universe(self) -> int:
+        """Measured genes plus unmeasured targets."""
+        return self.n_genes + self.n_unmeasured
+
+    @property
+    def common_share(self) -> float:
+        """Variance share of the common perturbation response at this diversity."""
+        return float(np.interp(self.diversity, _DIVERSITY_GRID, _COMMON_SHARE_GRID))
+
+
+@dataclass
+class _Genes:
+    """The gene universe and the perturbation design."""
+
+    mu: np.ndarray
+    theta: np.ndarray
+    expr_rank: np.ndarray
+    visibility: np.ndarray
+    measured: np.ndarray
+    unmeasured: np.ndarray
+    symbols: np.ndarray
+    ensembl: np.ndarray
+    single_genes: np.ndarray
+    combo_only_genes: np.ndarray
+    combos: list[tuple[int, int]]
+    conditions: list[str]
+
+    @property
+    def all_targets(self) -> np.ndarray:
+        return np.concatenate([self.single_genes, self.combo_only_genes])
+
+
+@dataclass
+class _Biology:
+    """Gene programs and the ground-truth effect of every condition."""
+
+    primary: np.ndarray
+    membership: np.ndarray
+    effects: np.ndarray  # conditions x gene universe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,73 +313,118 @@ def simulate_perturbseq(
     ValueError
         If a parameter is out of range or the cells cannot cover all conditions.
     """
+    params = SimulationParams(
+        n_cells=n_cells, n_genes=n_genes, n_perturbations=n_perturbations,
+        combo_fraction=combo_fraction, diversity=diversity, n_terms=n_terms, modality=modality,
+        cell_type=cell_type, seed=seed, compute_de=compute_de, n_programs=n_programs,
+        unmeasured_fraction=unmeasured_fraction,
+    )  # fmt: skip
+    return simulate(params, progress)
+
+
+def simulate(
+    params: SimulationParams, progress: Callable[[str], None] | None = None
+) -> SimulatedDataset:
+    """Simulate a dataset from validated :class:`SimulationParams` (see
+    :func:`simulate_perturbseq`)."""
     t_start = time.perf_counter()
 
     def report(message: str) -> None:
         if progress is not None:
             progress(f"[{time.perf_counter() - t_start:7.1f}s] {message}")
 
-    n_programs = _validate(
-        n_cells,
-        n_genes,
-        n_perturbations,
-        combo_fraction,
-        diversity,
-        n_terms,
-        modality,
-        cell_type,
-        n_programs,
-        unmeasured_fraction,
-    )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(params.seed)
     # Independent streams: the biology (genes, design, effects), the cells, the annotations.
     # The annotations thus do not depend on n_cells.
     rng_cells, rng_annotations = rng.spawn(2)
+    genes = _draw_genes(rng, params)
+    report(
+        f"design: {params.n_single} singles, {params.n_combo} combinations, "
+        f"{params.n_targets} target genes ({params.n_unmeasured} unmeasured), "
+        f"{params.n_programs} programs"
+    )
+    biology = _draw_effects(rng, params, genes)
+    report("effects drawn")
+    adata, n_control = _draw_cells(rng, rng_cells, params, genes, biology)
+    report(f"counts sampled: {params.n_cells} cells x {params.n_genes} genes")
+    if params.compute_de:
+        adata.uns.update(gears_de_fields(adata))
+        report("GEARS DE-gene fields computed")
+    annotations, descriptions = _annotations(
+        rng_annotations, biology.primary, biology.membership, params.n_terms, genes.symbols
+    )
+    report(f"annotations: {annotations.shape[1]} terms, {int(annotations.to_numpy().sum())} links")
+    sim = _assemble(params, genes, biology, adata, annotations, descriptions, n_control)
+    report(
+        f"done: zero fraction {sim.metadata['zero_fraction']:.3f}, median pairwise delta "
+        f"correlation {sim.metadata['median_pairwise_delta_correlation']:.3f}"
+    )
+    return sim
 
-    # --- perturbation design ---------------------------------------------------------------------
-    n_combo = int(round(combo_fraction * n_perturbations))
-    n_single = n_perturbations - n_combo
-    n_combo_only = int(round(_COMBO_ONLY_FRACTION * n_combo))
-    n_targets = n_single + n_combo_only
-    n_unmeasured = int(round(unmeasured_fraction * n_targets))
-    if unmeasured_fraction > 0 and n_targets >= 5:
-        n_unmeasured = max(n_unmeasured, 1)
-    n_universe = n_genes + n_unmeasured
 
-    # --- genes -----------------------------------------------------------------------------------
+def _draw_genes(rng: np.random.Generator, params: SimulationParams) -> _Genes:
+    """Gene expression levels, dispersions, names, the targets and the conditions."""
+    n_universe = params.n_universe
     mu = np.exp(rng.normal(_LOG_MU_MEAN, _LOG_MU_SD, n_universe))
     theta = np.exp(rng.normal(_THETA_LOG_MEAN, _THETA_LOG_SD, n_universe)).clip(0.3, 50.0)
     expr_rank = _percentile_rank(mu)
     # Screens target expressed genes preferentially (CRISPRi needs expression to act).
     target_weight = 0.05 + expr_rank**2
     targets = rng.choice(
-        n_universe, size=n_targets, replace=False, p=target_weight / target_weight.sum()
+        n_universe, size=params.n_targets, replace=False, p=target_weight / target_weight.sum()
     )
-    unmeasured = np.sort(rng.choice(targets, size=n_unmeasured, replace=False))
+    unmeasured = np.sort(rng.choice(targets, size=params.n_unmeasured, replace=False))
     measured_mask = np.ones(n_universe, dtype=bool)
     measured_mask[unmeasured] = False
-    measured = np.flatnonzero(measured_mask)
     width = max(4, len(str(n_universe)))
     symbols = np.array([f"SIM{i + 1:0{width}d}" for i in range(n_universe)], dtype=object)
     ensembl_numbers = np.sort(rng.choice(max(20 * n_universe, 100_000), n_universe, replace=False))
-    ensembl = np.array([f"ENSG{n + 1:011d}" for n in ensembl_numbers], dtype=object)
+    single_genes = targets[: params.n_single]
+    combo_only_genes = targets[params.n_single :]
+    combos = _draw_combinations(rng, single_genes, combo_only_genes, params.n_combo)
+    conditions = _condition_names(rng, params, symbols, single_genes, combos)
+    return _Genes(
+        mu=mu,
+        theta=theta,
+        expr_rank=expr_rank,
+        # How visible a log fold change of each gene is in pseudo-bulk log-normalised data
+        # (lowly expressed genes are mostly zeros); effect components are normalised to unit
+        # visible RMS, so that the diversity knob means the same thing for every seed.
+        visibility=measured_mask * -np.expm1(-_VISIBILITY_RATE * mu),
+        measured=np.flatnonzero(measured_mask),
+        unmeasured=unmeasured,
+        symbols=symbols,
+        ensembl=np.array([f"ENSG{n + 1:011d}" for n in ensembl_numbers], dtype=object),
+        single_genes=single_genes,
+        combo_only_genes=combo_only_genes,
+        combos=combos,
+        conditions=conditions,
+    )
 
-    single_genes = targets[:n_single]
-    combo_only_genes = targets[n_single:]
-    combos = _draw_combinations(rng, single_genes, combo_only_genes, n_combo)
-    ctrl_first = np.zeros(n_universe, dtype=bool)
-    if n_combo > 0:
-        ctrl_first[single_genes] = rng.random(n_single) < _CTRL_PLUS_SPELLING_FRACTION
+
+def _condition_names(
+    rng: np.random.Generator,
+    params: SimulationParams,
+    symbols: np.ndarray,
+    single_genes: np.ndarray,
+    combos: list[tuple[int, int]],
+) -> list[str]:
+    """``ctrl``, the singles (some spelled ``ctrl+X`` when there are combinations), the combos."""
+    ctrl_first = np.zeros(len(symbols), dtype=bool)
+    if params.n_combo > 0:
+        ctrl_first[single_genes] = rng.random(params.n_single) < _CTRL_PLUS_SPELLING_FRACTION
     conditions = [CONTROL]
     for g in single_genes:
         conditions.append(f"{CONTROL}+{symbols[g]}" if ctrl_first[g] else f"{symbols[g]}+{CONTROL}")
     conditions += [f"{symbols[a]}+{symbols[b]}" for a, b in combos]
-    report(
-        f"design: {n_single} singles, {n_combo} combinations, {n_targets} target genes "
-        f"({n_unmeasured} unmeasured), {n_programs} programs"
-    )
+    return conditions
 
-    # --- programs and effects --------------------------------------------------------------------
+
+def _draw_programs(
+    rng: np.random.Generator, params: SimulationParams, n_universe: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every gene's primary program and its program membership weights."""
+    n_programs = int(params.n_programs)
     primary = rng.integers(0, n_programs, n_universe)
     membership = np.zeros((n_universe, n_programs), dtype=np.float32)
     membership[np.arange(n_universe), primary] = 1.0
@@ -306,125 +433,129 @@ def simulate_perturbseq(
     membership[np.flatnonzero(has_secondary), secondary[has_secondary]] = rng.uniform(
         0.3, 0.7, int(has_secondary.sum())
     )
-    # How visible a log fold change of each gene is in pseudo-bulk log-normalised data (lowly
-    # expressed genes are mostly zeros); effect components are normalised to unit visible RMS,
-    # so that the diversity knob means the same thing for every seed.
-    visibility = measured_mask * -np.expm1(-_VISIBILITY_RATE * mu)
-    responses = _program_responses(rng, primary, n_programs, expr_rank, visibility)
-    common = _common_response(rng, expr_rank, visibility)
-    common_share = float(np.interp(diversity, _DIVERSITY_GRID, _COMMON_SHARE_GRID))
-    w_common = np.sqrt(common_share)
-    w_program = np.sqrt((1.0 - common_share) * (1.0 - _IDIOSYNCRATIC_SHARE))
-    w_noise = np.sqrt((1.0 - common_share) * _IDIOSYNCRATIC_SHARE)
-    program_sign = 1.0 if modality == "crispri" else -1.0
+    return primary, membership
 
-    all_targets = np.concatenate([single_genes, combo_only_genes])
+
+def _draw_effects(rng: np.random.Generator, params: SimulationParams, genes: _Genes) -> _Biology:
+    """Log fold change of every condition: common + program + idiosyncratic parts, the target."""
+    n_universe, n_targets = params.n_universe, params.n_targets
+    primary, membership = _draw_programs(rng, params, n_universe)
+    responses = _program_responses(
+        rng, primary, int(params.n_programs), genes.expr_rank, genes.visibility
+    )
+    common = _common_response(rng, genes.expr_rank, genes.visibility)
+    w_common = np.sqrt(params.common_share)
+    w_program = np.sqrt((1.0 - params.common_share) * (1.0 - _IDIOSYNCRATIC_SHARE))
+    w_noise = np.sqrt((1.0 - params.common_share) * _IDIOSYNCRATIC_SHARE)
+    program_sign = 1.0 if params.modality == "crispri" else -1.0
+
+    all_targets = genes.all_targets
     scale = _EFFECT_SCALE * np.exp(rng.normal(0.0, _EFFECT_SCALE_LOG_SD, n_targets))
-    noise = _sparse_unit_rows(rng, n_targets, n_universe, _IDIOSYNCRATIC_DENSITY, visibility)
+    noise = _sparse_unit_rows(rng, n_targets, n_universe, _IDIOSYNCRATIC_DENSITY, genes.visibility)
     program_part = membership[all_targets] @ responses
     gene_effect = scale[:, None] * (
         w_common * common[None, :] + w_program * program_sign * program_part + w_noise * noise
     )
     np.clip(gene_effect, -_MAX_LOG_FOLD_CHANGE, _MAX_LOG_FOLD_CHANGE, out=gene_effect)
-    if modality == "crispri":
-        self_effect = np.log(rng.uniform(*_KNOCKDOWN, n_targets))
-    else:
-        self_effect = np.log(rng.uniform(*_ACTIVATION, n_targets))
+    bounds = _KNOCKDOWN if params.modality == "crispri" else _ACTIVATION
+    self_effect = np.log(rng.uniform(*bounds, n_targets))
     gene_effect[np.arange(n_targets), all_targets] = self_effect
-    row_of = {int(g): i for i, g in enumerate(all_targets)}
 
-    effects = np.zeros((len(conditions), n_universe), dtype=np.float32)
-    effects[1 : 1 + n_single] = gene_effect[:n_single]
-    for j, (a, b) in enumerate(combos):
+    effects = np.zeros((len(genes.conditions), n_universe), dtype=np.float32)
+    effects[1 : 1 + params.n_single] = gene_effect[: params.n_single]
+    row_of = {int(g): i for i, g in enumerate(all_targets)}
+    for j, (a, b) in enumerate(genes.combos):
         ia, ib = row_of[int(a)], row_of[int(b)]
         affected = (np.abs(program_part[ia]) + np.abs(program_part[ib])) > 0
         gi = rng.normal(0.0, 1.0, n_universe) * affected
-        gi *= _GI_STRENGTH * np.sqrt(scale[ia] * scale[ib]) / float(_visible_norm(gi, visibility))
+        gi *= (
+            _GI_STRENGTH
+            * np.sqrt(scale[ia] * scale[ib])
+            / float(_visible_norm(gi, genes.visibility))
+        )
         combo_effect = np.clip(
             gene_effect[ia] + gene_effect[ib] + gi, -_MAX_LOG_FOLD_CHANGE, _MAX_LOG_FOLD_CHANGE
         )
         combo_effect[a] = self_effect[ia]
         combo_effect[b] = self_effect[ib]
-        effects[1 + n_single + j] = combo_effect
-    effects_measured = np.ascontiguousarray(effects[:, measured])
-    report("effects drawn")
+        effects[1 + params.n_single + j] = combo_effect
+    return _Biology(primary=primary, membership=membership, effects=effects)
 
-    # --- cells -----------------------------------------------------------------------------------
-    phase_multiplier = _phase_multipliers(rng, n_universe)[:, measured]
-    cells_per_condition = _cells_per_condition(rng_cells, n_cells, len(conditions))
-    cond_of_cell = rng_cells.permutation(np.repeat(np.arange(len(conditions)), cells_per_condition))
-    level_of_cell = rng_cells.choice(len(_PENETRANCE_LEVELS), size=n_cells, p=_PENETRANCE_PROBS)
+
+def _draw_cells(
+    rng: np.random.Generator,
+    rng_cells: np.random.Generator,
+    params: SimulationParams,
+    genes: _Genes,
+    biology: _Biology,
+) -> tuple[AnnData, int]:
+    """Cells, their conditions and counts, as a GEARS AnnData; also the control-cell count."""
+    measured = genes.measured
+    phase_multiplier = _phase_multipliers(rng, params.n_universe)[:, measured]
+    cells_per_condition = _cells_per_condition(rng_cells, params.n_cells, len(genes.conditions))
+    cond_of_cell = rng_cells.permutation(
+        np.repeat(np.arange(len(genes.conditions)), cells_per_condition)
+    )
+    level_of_cell = rng_cells.choice(
+        len(_PENETRANCE_LEVELS), size=params.n_cells, p=_PENETRANCE_PROBS
+    )
     level_of_cell[cond_of_cell == 0] = len(_PENETRANCE_LEVELS) - 1
-    phase_of_cell = rng_cells.choice(len(_PHASE_PROBS), size=n_cells, p=_PHASE_PROBS)
-    library = np.exp(rng_cells.normal(0.0, _LIBRARY_LOG_SD, n_cells)).astype(np.float32)
-
+    phase_of_cell = rng_cells.choice(len(_PHASE_PROBS), size=params.n_cells, p=_PHASE_PROBS)
+    library = np.exp(rng_cells.normal(0.0, _LIBRARY_LOG_SD, params.n_cells)).astype(np.float32)
     counts, x = _sample_counts(
         rng_cells,
-        mu=mu[measured].astype(np.float32),
-        theta=theta[measured].astype(np.float32),
-        effects=effects_measured,
+        mu=genes.mu[measured].astype(np.float32),
+        theta=genes.theta[measured].astype(np.float32),
+        effects=np.ascontiguousarray(biology.effects[:, measured]),
         cond_of_cell=cond_of_cell,
         level_of_cell=level_of_cell,
         phase_of_cell=phase_of_cell,
         phase_multiplier=phase_multiplier,
         library=library,
     )
-    report(f"counts sampled: {n_cells} cells x {n_genes} genes, {counts.nnz} non-zeros")
-
-    # --- AnnData ---------------------------------------------------------------------------------
-    cond_names = np.array(conditions, dtype=object)[cond_of_cell]
-    obs = gears_obs(cond_names, cell_type)
-    obs.index = pd.Index(_barcodes(rng_cells, n_cells), name=None)
+    cond_names = np.array(genes.conditions, dtype=object)[cond_of_cell]
+    obs = gears.gears_obs(cond_names, params.cell_type)
+    obs.index = pd.Index(_barcodes(rng_cells, params.n_cells), name=None)
     var = pd.DataFrame(
-        {"gene_name": pd.Series(symbols[measured], dtype=object).to_numpy()},
-        index=pd.Index(ensembl[measured], dtype=object),
+        {"gene_name": pd.Series(genes.symbols[measured], dtype=object).to_numpy()},
+        index=pd.Index(genes.ensembl[measured], dtype=object),
     )
     adata = AnnData(X=x, obs=obs, var=var, layers={"counts": counts})
+    return adata, int(cells_per_condition[0])
 
-    if compute_de:
-        adata.uns.update(gears_de_fields(adata))
-        report("GEARS DE-gene fields computed")
 
-    # --- annotations -----------------------------------------------------------------------------
-    annotations, descriptions = _annotations(rng_annotations, primary, membership, n_terms, symbols)
-    report(f"annotations: {annotations.shape[1]} terms, {int(annotations.to_numpy().sum())} links")
-
+def _assemble(
+    params: SimulationParams,
+    genes: _Genes,
+    biology: _Biology,
+    adata: AnnData,
+    annotations: pd.DataFrame,
+    descriptions: pd.Series,
+    n_control: int,
+) -> SimulatedDataset:
+    """The dataset with its ground truth and summary metadata."""
+    measured = genes.measured
     programs = pd.DataFrame(
-        membership,
-        index=pd.Index(symbols, name="gene_name"),
-        columns=[f"P{k:02d}" for k in range(n_programs)],
+        biology.membership,
+        index=pd.Index(genes.symbols, name="gene_name"),
+        columns=[f"P{k:02d}" for k in range(int(params.n_programs))],
     )
     effects_df = pd.DataFrame(
-        effects_measured,
-        index=pd.Index(conditions, name="condition"),
-        columns=pd.Index(symbols[measured], name="gene_name"),
+        np.ascontiguousarray(biology.effects[:, measured]),
+        index=pd.Index(genes.conditions, name="condition"),
+        columns=pd.Index(genes.symbols[measured], name="gene_name"),
     )
-    delta_corr = median_pairwise_delta_correlation(adata)
-    zero_fraction = 1.0 - counts.nnz / (n_cells * n_genes)
+    counts = adata.layers["counts"]
     metadata: dict[str, Any] = {
-        "n_cells": n_cells,
-        "n_genes": n_genes,
-        "n_perturbations": n_perturbations,
-        "n_singles": n_single,
-        "n_combinations": n_combo,
-        "combo_fraction": combo_fraction,
-        "diversity": diversity,
-        "common_share": common_share,
-        "n_terms": n_terms,
-        "n_programs": n_programs,
-        "modality": modality,
-        "cell_type": cell_type,
-        "seed": seed,
-        "compute_de": compute_de,
-        "unmeasured_targets": [str(s) for s in symbols[unmeasured]],
-        "n_control_cells": int(cells_per_condition[0]),
-        "zero_fraction": float(zero_fraction),
-        "median_pairwise_delta_correlation": delta_corr,
+        **{k: getattr(params, k) for k in _METADATA_PARAMS},
+        "n_singles": params.n_single,
+        "n_combinations": params.n_combo,
+        "common_share": params.common_share,
+        "unmeasured_targets": [str(s) for s in genes.symbols[genes.unmeasured]],
+        "n_control_cells": n_control,
+        "zero_fraction": float(1.0 - counts.nnz / (params.n_cells * params.n_genes)),
+        "median_pairwise_delta_correlation": median_pairwise_delta_correlation(adata),
     }
-    report(
-        f"done: zero fraction {zero_fraction:.3f}, "
-        f"median pairwise delta correlation {delta_corr:.3f}"
-    )
     return SimulatedDataset(
         adata=adata,
         annotations=annotations,
@@ -435,43 +566,10 @@ def simulate_perturbseq(
     )
 
 
-def gears_obs(conditions: Sequence[str] | np.ndarray, cell_type: str) -> pd.DataFrame:
-    """Build the GEARS ``obs`` columns for a sequence of per-cell conditions.
-
-    Follows cell-gears 0.1.2 ``get_DE_genes`` literally: ``dose_val`` is ``'1+1'`` and
-    ``control`` is ``0`` for *every* two-part condition (singles ``A+ctrl`` included), and
-    ``'1'`` / ``1`` for ``ctrl``; ``condition_name`` is ``cell_type_condition_dose_val``; every
-    column is categorical.
-
-    Parameters
-    ----------
-    conditions
-        Condition of every cell.
-    cell_type
-        Cell type of every cell.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``condition``, ``cell_type``, ``dose_val``, ``control``, ``condition_name``,
-        with a default ``RangeIndex`` (set the barcodes afterwards).
-    """
-    cond = pd.Series(np.asarray(conditions, dtype=object))
-    uniq = pd.Index(pd.unique(cond))
-    two_part = np.array([len(c.split("+")) == 2 for c in uniq])
-    dose_u = np.where(two_part, "1+1", "1")
-    control_u = np.where(two_part, 0, 1).astype(np.int64)
-    name_u = np.array([f"{cell_type}_{c}_{d}" for c, d in zip(uniq, dose_u, strict=True)])
-    codes = uniq.get_indexer(cond)
-    return pd.DataFrame(
-        {
-            "condition": pd.Categorical(cond),
-            "cell_type": pd.Categorical([cell_type] * len(cond)),
-            "dose_val": pd.Categorical(dose_u[codes]),
-            "control": pd.Categorical(control_u[codes]),
-            "condition_name": pd.Categorical(name_u[codes]),
-        }
-    )
+_METADATA_PARAMS = (
+    "n_cells", "n_genes", "n_perturbations", "combo_fraction", "diversity", "n_terms",
+    "n_programs", "modality", "cell_type", "seed", "compute_de",
+)  # fmt: skip
 
 
 def gears_de_fields(adata: AnnData) -> dict[str, dict[str, np.ndarray]]:
@@ -491,7 +589,8 @@ def gears_de_fields(adata: AnnData) -> dict[str, dict[str, np.ndarray]]:
     Returns
     -------
     dict
-        ``{key: {condition_name: array}}`` for the keys in :data:`GEARS_UNS_KEYS`.
+        ``{key: {condition_name: array}}`` for the keys of
+        :data:`perturb_assets.core.gears.UNS_DE_KEYS`.
     """
     import scanpy as sc
 
@@ -543,8 +642,8 @@ def gears_de_fields(adata: AnnData) -> dict[str, dict[str, np.ndarray]]:
         non_zero = row > 0
         non_dropout = non_zero | ctrl_zero
         order = np.fromiter((gene_idx[g] for g in ranked), dtype=np.int64, count=len(ranked))
-        top_non_dropout[name] = var_names[order[non_dropout[order]][:20]]
-        top_non_zero[name] = var_names[order[non_zero[order]][:20]]
+        top_non_dropout[name] = var_names[order[non_dropout[order]][: gears.N_TOP_DE]]
+        top_non_zero[name] = var_names[order[non_zero[order]][: gears.N_TOP_DE]]
         non_zero_idx[name] = np.flatnonzero(non_zero).astype(np.int64)
         non_dropout_idx[name] = np.flatnonzero(non_dropout).astype(np.int64)
     return {
@@ -627,7 +726,7 @@ def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / H5AD_NAME, lambda tmp: sim.adata.write_h5ad(tmp))
+    atomic_write(folder / gears.FILENAME, lambda tmp: sim.adata.write_h5ad(tmp))
     atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
     (folder / EMBEDDINGS_DIR).mkdir(exist_ok=True)
     for name, table in simulated_embeddings(sim).items():
@@ -641,7 +740,8 @@ def simulated_embeddings(
     """Stand-ins for the scGPT, scFoundation and scELMo gene-embedding tables.
 
     Each is a random projection of a gene's ground-truth program membership plus Gaussian
-    noise (``EMBEDDING_NOISE`` sets its SD relative to the signal), so each embedding carries
+    noise (the feature set's ``stand_in_noise`` in :mod:`perturb_assets.core.registry` sets its
+    SD relative to the signal), so each embedding carries
     real but imperfect prior knowledge, like the published ones. They let the whole feature ×
     model grid run on ``synthetic``; for real datasets the user supplies the real files.
 
@@ -662,7 +762,8 @@ def simulated_embeddings(
     rng = np.random.default_rng(seed)
     membership = sim.programs.to_numpy(dtype=np.float64)
     out = {}
-    for name, noise in EMBEDDING_NOISE.items():
+    for spec in registry.embedding_sets():
+        name, noise = spec.name, spec.stand_in_noise
         projection = rng.normal(size=(membership.shape[1], n_dims))
         signal = membership @ projection
         scale = float(signal.std()) or 1.0
@@ -721,76 +822,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     folder = write_gears_dataset(sim, args.out_folder)
-    print(f"wrote {folder / H5AD_NAME} and {folder / GMT_NAME}", flush=True)
+    print(f"wrote {folder / gears.FILENAME} and {folder / GMT_NAME}", flush=True)
     return 0
 
 
 # ---------------------------------------------------------------------------------------------
 # Internals
 # ---------------------------------------------------------------------------------------------
-def _validate(
-    n_cells: int,
-    n_genes: int,
-    n_perturbations: int,
-    combo_fraction: float,
-    diversity: float,
-    n_terms: int,
-    modality: str,
-    cell_type: str,
-    n_programs: int | None,
-    unmeasured_fraction: float,
-) -> int:
-    """Check the parameters of :func:`simulate_perturbseq`; return the number of programs."""
-    for name, value in (
-        ("n_cells", n_cells),
-        ("n_genes", n_genes),
-        ("n_perturbations", n_perturbations),
-        ("n_terms", n_terms),
-    ):
+def _check_sizes(p: SimulationParams) -> None:
+    for name in ("n_cells", "n_genes", "n_perturbations", "n_terms"):
+        value = getattr(p, name)
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if n_genes < 10:
-        raise ValueError(f"n_genes must be at least 10, got {n_genes}")
-    if not 0.0 <= diversity <= 1.0:
-        raise ValueError(f"diversity must lie in [0, 1], got {diversity!r}")
-    if not 0.0 <= combo_fraction < 1.0:
-        raise ValueError(f"combo_fraction must lie in [0, 1), got {combo_fraction!r}")
-    if not 0.0 <= unmeasured_fraction < 0.5:
-        raise ValueError(f"unmeasured_fraction must lie in [0, 0.5), got {unmeasured_fraction!r}")
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    if not isinstance(cell_type, str) or not cell_type or "_" in cell_type:
-        raise ValueError(f"cell_type must be a non-empty string without '_', got {cell_type!r}")
-    if n_perturbations > n_genes:
+    if p.n_genes < 10:
+        raise ValueError(f"n_genes must be at least 10, got {p.n_genes}")
+    if p.n_perturbations > p.n_genes:
         raise ValueError(
-            f"n_perturbations ({n_perturbations}) must not exceed n_genes ({n_genes}): "
+            f"n_perturbations ({p.n_perturbations}) must not exceed n_genes ({p.n_genes}): "
             "perturbation targets are drawn from the genes"
         )
-    n_combo = int(round(combo_fraction * n_perturbations))
-    n_single = n_perturbations - n_combo
-    if n_combo > 0:
-        n_combo_only = int(round(_COMBO_ONLY_FRACTION * n_combo))
-        n_pairs = n_single * (n_single - 1) // 2 + n_single * n_combo_only
-        if n_single < 2 or n_pairs < n_combo:
+
+
+def _check_fractions(p: SimulationParams) -> None:
+    if not 0.0 <= p.diversity <= 1.0:
+        raise ValueError(f"diversity must lie in [0, 1], got {p.diversity!r}")
+    if not 0.0 <= p.combo_fraction < 1.0:
+        raise ValueError(f"combo_fraction must lie in [0, 1), got {p.combo_fraction!r}")
+    if not 0.0 <= p.unmeasured_fraction < 0.5:
+        raise ValueError(f"unmeasured_fraction must lie in [0, 0.5), got {p.unmeasured_fraction!r}")
+    if p.modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {p.modality!r}")
+    if not isinstance(p.cell_type, str) or not p.cell_type or "_" in p.cell_type:
+        raise ValueError(f"cell_type must be a non-empty string without '_', got {p.cell_type!r}")
+
+
+def _check_programs(p: SimulationParams) -> None:
+    if isinstance(p.n_programs, bool) or not isinstance(p.n_programs, int | np.integer):
+        raise ValueError(f"n_programs must be an integer, got {p.n_programs!r}")
+    if not 2 <= p.n_programs <= p.n_genes // 2:
+        raise ValueError(f"n_programs must lie in [2, n_genes / 2], got {p.n_programs}")
+
+
+def _check_feasible(p: SimulationParams) -> None:
+    """Enough singles for the combinations and enough cells for every condition."""
+    if p.n_combo > 0:
+        n_pairs = p.n_single * (p.n_single - 1) // 2 + p.n_single * p.n_combo_only
+        if p.n_single < 2 or n_pairs < p.n_combo:
             raise ValueError(
-                f"combo_fraction {combo_fraction} leaves {n_single} single perturbations, too few "
-                f"to build {n_combo} distinct combinations; lower combo_fraction"
+                f"combo_fraction {p.combo_fraction} leaves {p.n_single} single perturbations, "
+                f"too few to build {p.n_combo} distinct combinations; lower combo_fraction"
             )
-    max_ctrl = max(_MIN_CELLS, int(round(_CONTROL_SHARE[1] * n_cells)))
-    if n_cells - max_ctrl < _MIN_CELLS * n_perturbations:
-        need = int(np.ceil(_MIN_CELLS * n_perturbations / (1.0 - _CONTROL_SHARE[1]))) + 1
+    max_ctrl = max(_MIN_CELLS, int(round(_CONTROL_SHARE[1] * p.n_cells)))
+    if p.n_cells - max_ctrl < _MIN_CELLS * p.n_perturbations:
+        need = int(np.ceil(_MIN_CELLS * p.n_perturbations / (1.0 - _CONTROL_SHARE[1]))) + 1
         raise ValueError(
-            f"n_cells ({n_cells}) is too few for {n_perturbations} perturbations: every condition "
-            f"needs at least {_MIN_CELLS} cells and control ~{_CONTROL_SHARE[1]:.0%}; use at "
-            f"least {need} cells"
+            f"n_cells ({p.n_cells}) is too few for {p.n_perturbations} perturbations: every "
+            f"condition needs at least {_MIN_CELLS} cells and control "
+            f"~{_CONTROL_SHARE[1]:.0%}; use at least {need} cells"
         )
-    if n_programs is None:
-        n_programs = int(np.clip(round(n_genes / 80), 8, 40))
-    if isinstance(n_programs, bool) or not isinstance(n_programs, int | np.integer):
-        raise ValueError(f"n_programs must be an integer, got {n_programs!r}")
-    if not 2 <= n_programs <= n_genes // 2:
-        raise ValueError(f"n_programs must lie in [2, n_genes / 2], got {n_programs}")
-    return int(n_programs)
 
 
 def _nonzero_indicator(x: Any) -> Any:
@@ -1024,7 +1113,7 @@ def _sample_counts(
         rows = flat // n_genes
         values = block.ravel()[flat].astype(np.float32)
         totals = block.sum(axis=1, dtype=np.float64)
-        factor = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+        factor = np.divide(gears.TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
         data_parts.append(values)
         x_parts.append(np.log1p(values * factor[rows].astype(np.float32)))
         index_parts.append((flat % n_genes).astype(np.int32))

@@ -40,7 +40,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from perturb_assets.core.conditions import CONTROL, parse_condition
+from perturb_assets.core.gears import CONTROL, parse_condition
 
 #: Split labels, in the order rows are sorted.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -99,7 +99,7 @@ def simulation_split(
     ------
     ConditionSyntaxError
         If a condition is not valid GEARS syntax (see
-        :func:`perturb_assets.core.conditions.parse_condition`).
+        :func:`perturb_assets.core.gears.parse_condition`).
     ValueError
         If a fraction is outside ``(0, 1]`` or the seed is not an int in ``[0, 2**32)``.
     TypeError
@@ -110,9 +110,7 @@ def simulation_split(
             "conditions must be an iterable of condition strings, not a single string "
             f"({conditions!r}); wrap it in a list"
         )
-    _check_fraction("train_gene_set_size", train_gene_set_size)
-    _check_fraction("combo_seen2_train_frac", combo_seen2_train_frac)
-    _check_seed(seed)
+    check_split_parameters(seed, train_gene_set_size, combo_seen2_train_frac)
 
     # Unique conditions in order of first appearance, as pandas' Series.unique() gives GEARS.
     # The order cannot change the result (see module docstring), only the work done.
@@ -180,6 +178,31 @@ def split_summary(split: pd.DataFrame) -> pd.DataFrame:
             n = int((in_split & (split["subgroup"] == name)).sum())
             rows.append({"split": label, "subgroup": name, "n_conditions": n})
     return pd.DataFrame(rows, columns=["split", "subgroup", "n_conditions"])
+
+
+def split_overlap_problems(split: pd.DataFrame) -> list[str]:
+    """Problems of a split table: repeated conditions, a condition both in train and test."""
+    problems = []
+    if not split.index.is_unique:
+        problems.append(
+            f"conditions listed twice: {list(split.index[split.index.duplicated()][:5])}"
+        )
+    train = set(split.index[split["split"] == "train"])
+    test = set(split.index[split["split"] == "test"])
+    if both := sorted(train & test):
+        problems.append(f"in both train and test: {both[:5]}")
+    return problems
+
+
+def split_coverage_problems(split: pd.DataFrame, conditions: Iterable[str]) -> list[str]:
+    """Conditions of the data without a split, and split conditions absent from the data."""
+    in_data, in_split = {str(c) for c in conditions}, set(split.index)
+    problems = []
+    if missing := sorted(in_split - in_data):
+        problems.append(f"split conditions absent from the data: {missing[:5]}")
+    if unsplit := sorted(in_data - in_split):
+        problems.append(f"data conditions without a split: {unsplit[:5]}")
+    return problems
 
 
 def _gears_simulation_split(
@@ -258,6 +281,16 @@ def _sort(frame: pd.DataFrame) -> pd.DataFrame:
         key=lambda i: (split_rank.iloc[i], subgroup_rank.iloc[i], frame.index[i]),
     )
     return frame.iloc[order]
+
+
+def check_split_parameters(
+    seed: int, train_gene_set_size: float, combo_seen2_train_frac: float
+) -> None:
+    """Raise ``ValueError`` unless the fractions lie in ``(0, 1]`` and the seed is an int in
+    ``[0, 2**32)``, as :func:`simulation_split` needs."""
+    _check_fraction("train_gene_set_size", train_gene_set_size)
+    _check_fraction("combo_seen2_train_frac", combo_seen2_train_frac)
+    _check_seed(seed)
 
 
 def _check_fraction(name: str, value: float) -> None:

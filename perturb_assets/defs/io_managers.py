@@ -1,6 +1,6 @@
 """The one IO manager: AnnData to zarr, tables to parquet, dicts to JSON, written atomically.
 
-Every asset value lands at ``<base_dir>/<asset key>/<partition>.<ext>``. A write goes to a
+Every asset value lands at ``<data root>/assets/<asset key>/<partition>.<ext>``. A write goes to a
 hidden temporary sibling first and is renamed into place only when complete, so a crashed
 run never leaves a half-written asset and the previous materialisation survives a failure.
 """
@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.core.atomic import atomic_write
+from perturb_assets.defs.resources import DataSources
 
 UNPARTITIONED = "__all__"
 _SUFFIXES = (".zarr", ".parquet", ".json")
@@ -27,9 +28,14 @@ def _write_json(obj: Any, tmp: Path) -> None:
 
 
 class LocalAssetIOManager(dg.ConfigurableIOManager):
-    """Stores AnnData as zarr, DataFrames as parquet and dicts/lists as JSON under ``base_dir``."""
+    """Stores AnnData as zarr, DataFrames as parquet and dicts/lists as JSON under the data
+    root's ``assets/`` folder."""
 
-    base_dir: str
+    data_sources: DataSources
+
+    @property
+    def base_dir(self) -> Path:
+        return self.data_sources.assets_dir
 
     def _stem(self, context: dg.InputContext | dg.OutputContext) -> Path:
         key = context.asset_key.path

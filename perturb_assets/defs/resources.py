@@ -1,8 +1,13 @@
-"""Resources, defined once: where files live and where datasets come from."""
+"""Resources, defined once: where files live and where datasets come from.
+
+:func:`build_resources` is the one place that decides which resources a deployment gets; the
+code location, the tests and the CLI all call it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -10,12 +15,13 @@ from perturb_assets.config import data_root
 
 
 class DataSources(dg.ConfigurableResource):
-    """Where raw inputs live and come from.
+    """Where raw inputs live and come from, and where the platform keeps its files.
 
     Attributes
     ----------
     data_root
-        Root folder for raw downloads, user datasets, embeddings and annotations.
+        Root folder for raw downloads, user datasets, embeddings, annotations, materialised
+        assets (``assets/``) and fitted models (``models/``).
     dataverse_url_template
         Download URL with a ``{file_id}`` placeholder. Harvard Dataverse answers 403 at times;
         point this at a mirror (or set ``PERTURB_ASSETS_DATAVERSE_URL``) when it does.
@@ -29,9 +35,38 @@ class DataSources(dg.ConfigurableResource):
     def root(self) -> Path:
         return Path(self.data_root)
 
+    @property
+    def assets_dir(self) -> Path:
+        """Where the IO manager stores asset values."""
+        return self.root / "assets"
 
-def default_data_sources() -> DataSources:
-    return DataSources(
-        data_root=str(data_root()),
-        dataverse_url_template=dg.EnvVar("PERTURB_ASSETS_DATAVERSE_URL").get_value(""),
+    def model_file(self, asset_name: str, partition: str) -> Path:
+        """Where a prediction asset keeps its fitted model."""
+        return self.root / "models" / asset_name / f"{partition}.skops"
+
+
+def build_resources(root: str | Path | None = None, dataverse_url_template: str = "") -> dict:
+    """The resources of a local deployment rooted at ``root`` (default: the data root).
+
+    The IO manager and the model files read the same :class:`DataSources`, so one setting
+    moves everything.
+    """
+    # Imported here: the IO manager module needs DataSources from this one.
+    from perturb_assets.defs.io_managers import LocalAssetIOManager
+
+    sources = DataSources(
+        data_root=str(Path(root) if root is not None else data_root()),
+        dataverse_url_template=dataverse_url_template,
+    )
+    resources: dict[str, Any] = {
+        "data_sources": sources,
+        "io_manager": LocalAssetIOManager(data_sources=sources),
+    }
+    return resources
+
+
+def default_resources() -> dict:
+    """Resources of the code location: the data root and mirror from the environment."""
+    return build_resources(
+        dataverse_url_template=dg.EnvVar("PERTURB_ASSETS_DATAVERSE_URL").get_value("") or ""
     )

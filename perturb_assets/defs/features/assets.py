@@ -1,8 +1,9 @@
 """Gene-feature assets: GO annotations → GO-PCA, embedding files → embedding PCA.
 
-Every feature asset is a gene × (up to 256) PCA table, partitioned by dataset. Embedding files
-are observable source assets keyed by content hash, so replacing one file makes only its own
-downstream assets stale (and, with the automation sensor running, recomputes them).
+One asset per feature set of :data:`perturb_assets.core.registry.FEATURE_SETS`, each a gene ×
+(up to 256) PCA table, partitioned by dataset. Embedding files are observable source assets
+keyed by content hash, so replacing one file makes only its own downstream assets stale (and,
+with the automation sensor running, recomputes them).
 
 No ``from __future__ import annotations``: Dagster reads types at runtime.
 """
@@ -11,78 +12,43 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from perturb_assets.core import features as F
-from perturb_assets.core.atomic import atomic_write
-from perturb_assets.core.conditions import target_genes
+from perturb_assets.core import registry
+from perturb_assets.core.gears import target_genes
 from perturb_assets.core.simulate import EMBEDDINGS_DIR
 from perturb_assets.defs.metadata import frame_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "features"
-EMBEDDINGS = ("scgpt", "scfoundation", "scelmo")
-FEATURE_SETS = ("go", *EMBEDDINGS)
-EMBEDDING_SUFFIXES = (".parquet", ".csv", ".tsv", ".pkl", ".pickle")
-ANNOTATION_FILES = ("go.gmt", "go.gaf", "go.gaf.gz", "go.gmt.gz")
+PCA_SEED = 0  # the authors' PCA(random_state=0)
 
 
-def feature_asset_name(feature_set: str) -> str:
-    return "go_pca_features" if feature_set == "go" else f"{feature_set}_pca_features"
-
-
-def user_embedding_file(root: Path, name: str) -> Path | None:
-    """``<data root>/embeddings/<name>.{parquet,csv,tsv,pkl,pickle}``, the first that exists."""
-    for suffix in EMBEDDING_SUFFIXES:
-        path = root / "embeddings" / f"{name}{suffix}"
-        if path.exists():
-            return path
-    return None
-
-
-def _observe_embedding_file(name: str) -> dg.SourceAsset:
+def _observe_embedding_file(spec: registry.FeatureSetSpec) -> dg.SourceAsset:
     @dg.observable_source_asset(
-        name=f"{name}_embedding_file",
+        name=f"{spec.name}_embedding_file",
         group_name=GROUP,
-        description=f"The user's {name} gene-embedding file in <data root>/embeddings/ "
-        f"({', '.join(EMBEDDING_SUFFIXES)}), observed by sha256.",
+        description=f"The user's {spec.title} gene-embedding file in <data root>/embeddings/ "
+        f"({', '.join(F.EMBEDDING_SUFFIXES)}), observed by sha256.",
     )
     def observe(data_sources: DataSources) -> dg.DataVersion:
-        path = user_embedding_file(data_sources.root, name)
+        path = F.user_embedding_file(spec.name, data_sources.root)
         return dg.DataVersion(F.file_content_hash(path) if path else "absent")
 
     return observe
 
 
-embedding_files = [_observe_embedding_file(name) for name in EMBEDDINGS]
+embedding_files = [_observe_embedding_file(spec) for spec in registry.embedding_sets()]
 
 
 class AnnotationConfig(dg.Config):
-    """Where GO annotations come from: ``auto`` = simulator (synthetic), else a user file in
+    """Where GO annotations come from: ``auto`` = the simulator (synthetic), else a user file in
     ``<data root>/annotations/`` (go.gmt or go.gaf[.gz]), else decoupler's MSigDB GO BP."""
 
-    source: str = "auto"
-    n_components: int = 256
-
-
-def _annotation_matrix(manifest: dict, root: Path, source: str) -> tuple[pd.DataFrame, str]:
-    if source in ("auto", "simulator") and "annotations" in manifest:
-        return F.read_gmt(manifest["annotations"]), f"simulator: {manifest['annotations']}"
-    if source in ("auto", "file"):
-        for name in ANNOTATION_FILES:
-            path = root / "annotations" / name
-            if path.exists():
-                reader = F.read_gaf if ".gaf" in name else F.read_gmt
-                return reader(path), f"file: {path}"
-        if source == "file":
-            raise dg.Failure(
-                f"no GO file found; put one of {ANNOTATION_FILES} in {root}/annotations"
-            )
-    cache = root / "annotations" / "msigdb_go_biological_process.parquet"
-    if not cache.exists():
-        matrix = F.go_annotations_from_decoupler("go_biological_process")
-        atomic_write(cache, matrix.to_parquet)
-    return pd.read_parquet(cache), "decoupler MSigDB go_biological_process"
+    source: F.AnnotationSource = "auto"
+    n_components: int = Field(default=F.DEFAULT_N_COMPONENTS, ge=1)
 
 
 @dg.asset(
@@ -94,13 +60,17 @@ def _annotation_matrix(manifest: dict, root: Path, source: str) -> tuple[pd.Data
     "GMT/GAF file, or the simulator's stand-in for `synthetic`).",
 )
 def go_annotations(
-    context: dg.AssetExecutionContext,
     config: AnnotationConfig,
     data_sources: DataSources,
     raw_dataset: dict,
     perturbation_split: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    matrix, origin = _annotation_matrix(raw_dataset, data_sources.root, config.source)
+    try:
+        matrix, origin = F.go_annotation_matrix(
+            config.source, data_sources.root, raw_dataset.get("annotations")
+        )
+    except FileNotFoundError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
     # Outdated HGNC symbols in GEARS datasets: count how many targets match, and how.
     _, report = F.match_genes(target_genes(perturbation_split.index), matrix.index)
     return dg.Output(
@@ -128,6 +98,7 @@ def _pca_output(table: pd.DataFrame, extra: dict) -> dg.Output[pd.DataFrame]:
 
 
 @dg.asset(
+    name=registry.GO_FEATURES.asset_name,
     partitions_def=dataset_partitions,
     group_name=GROUP,
     code_version="1",
@@ -138,37 +109,36 @@ def _pca_output(table: pd.DataFrame, extra: dict) -> dg.Output[pd.DataFrame]:
 def go_pca_features(
     config: AnnotationConfig, go_annotations: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    table = F.pca_features(go_annotations, n_components=config.n_components, random_state=0)
+    table = F.pca_features(go_annotations, n_components=config.n_components, random_state=PCA_SEED)
     return _pca_output(table, {"preview": markdown_table(table, max_rows=5, max_cols=6)})
 
 
-def _embedding_pca_asset(name: str) -> dg.AssetsDefinition:
+def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        name=feature_asset_name(name),
+        name=spec.asset_name,
         partitions_def=dataset_partitions,
         group_name=GROUP,
         code_version="1",
         kinds={"sklearn", "parquet"},
-        deps=[f"{name}_embedding_file"],
+        deps=[f"{spec.name}_embedding_file"],
         automation_condition=dg.AutomationCondition.eager(),
-        description=f"PCA (256 components) of the {name} gene embeddings. `synthetic` uses the "
-        f"simulator's stand-in; other datasets read <data root>/embeddings/{name}.*. Without "
-        "a file the table is empty and the models on it are skipped (see metadata).",
+        description=f"PCA (256 components) of the {spec.title} gene embeddings. `synthetic` "
+        f"uses the simulator's stand-in; other datasets read <data root>/embeddings/{spec.name}"
+        ".*. Without a file the table is empty and the models on it are skipped (see metadata).",
     )
     def embedding_features(
         context: dg.AssetExecutionContext, data_sources: DataSources, raw_dataset: dict
     ) -> dg.Output[pd.DataFrame]:
-        simulated = Path(raw_dataset["path"]).parent / EMBEDDINGS_DIR / f"{name}.parquet"
-        path = simulated if simulated.exists() else user_embedding_file(data_sources.root, name)
+        simulated = None
+        if raw_dataset["origin"] == "simulator":
+            simulated = Path(raw_dataset["path"]).parent / EMBEDDINGS_DIR
+        path = F.embedding_file(spec.name, data_sources.root, simulated)
         if path is None:
-            context.log.warning(
-                f"no {name} embedding file in {data_sources.root / 'embeddings'}; "
-                f"models with {name} features are skipped for {context.partition_key}"
-            )
+            context.log.warning(f"no {spec.name} embedding file; models on it are skipped")
             return dg.Output(pd.DataFrame(), metadata={"status": "missing embedding file"})
         # Pickles run code when loaded: only files inside the user's own data root are trusted.
         embedding = F.read_embedding(path, trusted_root=data_sources.root)
-        table = F.embedding_pca(embedding, n_components=256, random_state=0)
+        table = F.embedding_pca(embedding, random_state=PCA_SEED)
         return _pca_output(
             table, {"status": "ok", "file": dg.MetadataValue.path(str(path)),
                     "file_sha256": F.file_content_hash(path)}
@@ -177,4 +147,4 @@ def _embedding_pca_asset(name: str) -> dg.AssetsDefinition:
     return embedding_features
 
 
-embedding_pca_features = [_embedding_pca_asset(name) for name in EMBEDDINGS]
+embedding_pca_features = [_embedding_pca_asset(spec) for spec in registry.embedding_sets()]

@@ -1,147 +1,145 @@
-"""Prediction assets, built by a factory: ``<model>_<features>_predictions``.
+"""Prediction assets, one per registered model × feature set: ``<model>_<features>_predictions``.
 
-Each asset fits its model on the training conditions' pseudo-bulk profiles (all genes),
-chooses the hyperparameter by validation Pearson Delta, predicts the test conditions, and
-persists the fitted model with skops in the platform's own storage (never loaded from a
-user-supplied path). The science is in :func:`perturb_assets.core.models.fit_select_predict`.
+The factory reads :func:`perturb_assets.core.registry.predictors`; each asset runs
+:func:`perturb_assets.core.models.run_baseline` (features, grid search on validation, test
+predictions) under the configured benchmark protocol, stores the prediction table, and keeps
+the fitted model with skops in the platform's own storage (never loaded from a user path).
 
 No ``from __future__ import annotations``: Dagster reads types at runtime.
 """
 
-from pathlib import Path
+from typing import Literal
 
+import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core import features as F
 from perturb_assets.core import models as M
+from perturb_assets.core import registry
 from perturb_assets.core.atomic import atomic_write
-from perturb_assets.defs.features.assets import FEATURE_SETS, feature_asset_name
+from perturb_assets.core.predictions import prediction_table
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "models"
-FEATURE_MODELS = ("random_forest", "elastic_net", "knn", "linear_pca")
-FEATURELESS = ("train_mean", "additive")
-RANDOM_STATE = 42
 
 
-def prediction_asset_name(model: str, feature_set: str | None) -> str:
-    return f"{model}_predictions" if feature_set is None else f"{model}_{feature_set}_predictions"
+class PredictionConfig(dg.Config):
+    """The benchmark protocol (:data:`perturb_assets.core.registry.PROTOCOLS`)."""
+
+    protocol: registry.ProtocolName = registry.DEFAULT_PROTOCOL.name
 
 
-# (model, feature set or None) for every prediction asset, in display order.
-PREDICTORS: list[tuple[str, str | None]] = [(m, None) for m in FEATURELESS] + [
-    (m, fs) for m in FEATURE_MODELS for fs in FEATURE_SETS
-]
+class FeaturePredictionConfig(PredictionConfig):
+    """Also: a condition whose target gene has no features gets a zero vector (``zero``, the
+    default) or is left out of training and prediction (``drop``)."""
+
+    missing_gene_policy: Literal["zero", "drop"] = "zero"
 
 
-def model_file(root: Path, model: str, feature_set: str | None, dataset: str) -> Path:
-    """Where a prediction asset keeps its fitted model."""
-    return root / "models" / prediction_asset_name(model, feature_set) / f"{dataset}.skops"
+def _skipped(predictor: registry.Predictor, profiles: ad.AnnData, protocol: str):
+    empty = pd.DataFrame(columns=profiles.var_names, dtype=float)
+    table = prediction_table(
+        empty, model=predictor.model.name, features=predictor.features_label, protocol=protocol
+    )
+    return dg.Output(table, metadata={"status": "skipped: no features", "protocol": protocol})
 
 
-class MissingGeneConfig(dg.Config):
-    """What to do with a condition whose target gene has no features: ``zero`` (a zero vector,
-    the default) or ``drop`` (leave the condition out of training and prediction)."""
-
-    missing_gene_policy: str = "zero"
-
-
-def _fit(
-    context: dg.AssetExecutionContext,
-    data_sources: DataSources,
-    model: str,
-    feature_set: str | None,
-    pseudobulk: pd.DataFrame,
-    split: pd.DataFrame,
-    gene_features: pd.DataFrame | None,
-    missing_gene_policy: str = "zero",
-) -> dg.Output[pd.DataFrame]:
-    name = prediction_asset_name(model, feature_set)
-    profiles = pseudobulk.drop(columns=["n_cells"])
-    meta: dict = {"model": model, "features": feature_set or "none"}
-    features = None
-    if feature_set is not None:
-        if gene_features.empty:
-            context.log.warning(f"{name}: no {feature_set} features; skipped")
-            return dg.Output(pd.DataFrame(), metadata={**meta, "status": "skipped: no features"})
-        if missing_gene_policy not in ("zero", "drop"):
-            raise dg.Failure(f"missing_gene_policy={missing_gene_policy!r}; use 'zero' or 'drop'")
-        features, report = F.perturbation_features(
-            profiles.index, gene_features, missing=missing_gene_policy
-        )
+def _run_metadata(run: M.BaselineRun, model_path) -> dict:
+    fit, report = run.fit, run.feature_report or {}
+    meta = {
+        "status": "ok",
+        "protocol": fit.protocol,
+        "fit_on": fit.fit_on,
+        "best_params": str(fit.best_params),
+        "validation_scores": markdown_table(fit.validation_scores),
+        **{f"n_{s}": fit.n_conditions.get(s, 0) for s in ("train", "val", "test")},
+        "n_skipped_conditions": fit.n_skipped,
+        "n_fallback_predictions": fit.n_fallback,
+        "model_file": dg.MetadataValue.path(str(model_path)),
+    }
+    if report:
         meta |= {
             "missing_gene_policy": report["policy"],
             "n_missing_genes": report["n_missing_genes"],
             "missing_genes": ", ".join(map(str, report["missing_genes"][:50])) or "none",
         }
-    context.log.info(f"{name}: fitting {model} on {context.partition_key}")
-    # refit=False: the chosen setting is the one fitted on train only, as the issue specifies.
-    result = M.fit_select_predict(
-        model, features, profiles, split, ctrl_mean=profiles.loc["ctrl"],
-        random_state=RANDOM_STATE, refit=False, n_jobs=-1,
+    return meta
+
+
+def _predict(
+    context: dg.AssetExecutionContext,
+    predictor: registry.Predictor,
+    data_sources: DataSources,
+    inputs: tuple[ad.AnnData, pd.DataFrame, pd.DataFrame | None],
+    protocol: str,
+    missing_gene_policy: Literal["zero", "drop"] = "zero",
+) -> dg.Output[ad.AnnData]:
+    profiles, split, gene_features = inputs
+    if predictor.features is not None and gene_features.empty:
+        context.log.warning(f"{predictor.name}: no {predictor.features.name} features; skipped")
+        return _skipped(predictor, profiles, protocol)
+    context.log.info(f"{predictor.name}: fitting on {context.partition_key} ({protocol})")
+    run = M.run_baseline(
+        predictor.model, profiles, split, gene_features, feature_set=predictor.features_label,
+        protocol=protocol, missing_gene_policy=missing_gene_policy, n_jobs=-1,
     )  # fmt: skip
-    model_path = model_file(data_sources.root, model, feature_set, context.partition_key)
-    atomic_write(model_path, lambda tmp: M.save_model(result.model, tmp))
-    meta |= {
-        "status": "ok",
-        "best_params": str(result.best_params),
-        "validation_scores": markdown_table(result.validation_scores),
-        "n_train": result.n_conditions.get("train", 0),
-        "n_val": result.n_conditions.get("val", 0),
-        "n_test": result.n_conditions.get("test", 0),
-        "n_skipped_conditions": result.n_skipped,
-        "n_fallback_predictions": result.n_fallback,
-        "model_file": dg.MetadataValue.path(str(model_path)),
-    }
-    return dg.Output(result.predictions, metadata=meta)
+    model_path = data_sources.model_file(predictor.name, context.partition_key)
+    atomic_write(model_path, lambda tmp: M.save_model(run.fit.model, tmp))
+    return dg.Output(run.table, metadata=_run_metadata(run, model_path))
 
 
-def _prediction_asset(model: str, feature_set: str | None) -> dg.AssetsDefinition:
-    name = prediction_asset_name(model, feature_set)
-    common = dict(
-        name=name,
+def _asset_options(predictor: registry.Predictor) -> dict:
+    spec = predictor.model
+    return dict(
+        name=predictor.name,
         partitions_def=dataset_partitions,
         group_name=GROUP,
-        code_version="1",
-        kinds={"sklearn", "parquet"},
-        op_tags={"device": "cpu"},
+        code_version="2",
+        kinds={*spec.kinds, "anndata"},
+        op_tags={"device": spec.device},
         # Recompute when features or pseudo-bulk change (e.g. a new embedding file).
         automation_condition=dg.AutomationCondition.eager(),
-        metadata={"model": model, "features": feature_set or "none"},
-        description=f"Test-set pseudo-bulk predictions of {model}"
-        + (f" on {feature_set} features." if feature_set else "."),
+        metadata={"model": spec.name, "features": predictor.features_label},
+        description=f"Test-set pseudo-bulk predictions of {spec.title}"
+        + (f" on {predictor.features.title} features." if predictor.features else "."),
     )
-    if feature_set is None:
 
-        @dg.asset(**common)
+
+def _prediction_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
+    if predictor.features is None:
+
+        @dg.asset(**_asset_options(predictor))
         def predictions(
             context: dg.AssetExecutionContext,
+            config: PredictionConfig,
             data_sources: DataSources,
-            pseudobulk: pd.DataFrame,
+            pseudobulk: ad.AnnData,
             perturbation_split: pd.DataFrame,
-        ) -> dg.Output[pd.DataFrame]:
-            return _fit(context, data_sources, model, None, pseudobulk, perturbation_split, None)
+        ) -> dg.Output[ad.AnnData]:
+            inputs = (pseudobulk, perturbation_split, None)
+            return _predict(context, predictor, data_sources, inputs, config.protocol)
 
         return predictions
 
-    @dg.asset(**common, ins={"gene_features": dg.AssetIn(feature_asset_name(feature_set))})
+    features_in = {"gene_features": dg.AssetIn(predictor.features.asset_name)}
+
+    @dg.asset(**_asset_options(predictor), ins=features_in)
     def predictions_on_features(
         context: dg.AssetExecutionContext,
-        config: MissingGeneConfig,
+        config: FeaturePredictionConfig,
         data_sources: DataSources,
-        pseudobulk: pd.DataFrame,
+        pseudobulk: ad.AnnData,
         perturbation_split: pd.DataFrame,
         gene_features: pd.DataFrame,
-    ) -> dg.Output[pd.DataFrame]:
-        return _fit(
-            context, data_sources, model, feature_set, pseudobulk, perturbation_split,
-            gene_features, config.missing_gene_policy,
-        )  # fmt: skip
+    ) -> dg.Output[ad.AnnData]:
+        inputs = (pseudobulk, perturbation_split, gene_features)
+        return _predict(
+            context, predictor, data_sources, inputs, config.protocol, config.missing_gene_policy
+        )
 
     return predictions_on_features
 
 
-prediction_assets = [_prediction_asset(m, fs) for m, fs in PREDICTORS]
+prediction_assets = [_prediction_asset(p) for p in registry.predictors()]

@@ -17,6 +17,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch is pinned to 2.13.0 in pyproject.toml; that pin selects the CPU build here.
   .venv/bin/python -m pip install --quiet -e ".[test]"
+  # Packages with stale pins, installed without their dependencies (pyproject: [nodeps]).
+  .venv/bin/python -m pip install --quiet --no-deps $(.venv/bin/python -c \
+    'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["nodeps"]))')
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$REPO/.venv/bin:$PATH"

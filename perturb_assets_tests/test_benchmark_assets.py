@@ -6,21 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import perturb_assets.defs
 from perturb_assets.core import benchmark as B
 from perturb_assets.core import registry
-from perturb_assets.defs.datasets import assets as D
-from perturb_assets.defs.features import assets as F
+from perturb_assets.defs.jobs import MAIN_SELECTION
 from perturb_assets.defs.metrics import assets as MA
-from perturb_assets.defs.models import assets as MO
 from perturb_assets.defs.resources import build_resources
 
 # Big enough for the prior-knowledge signal to show, small enough for CI.
 SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
-PER_DATASET = [
-    D.raw_dataset, D.expression, D.perturbation_split, D.pseudobulk, D.de_genes,
-    F.go_annotations, F.go_pca_features, *F.embedding_pca_features, *MO.prediction_assets,
-    MA.metrics,
-]  # fmt: skip
+ASSETS = list(dg.load_defs(perturb_assets.defs).assets)
 
 
 def _resources(root):
@@ -31,14 +26,15 @@ def _resources(root):
 def materialised(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     result = dg.materialize(
-        [*PER_DATASET, *F.embedding_files],
+        ASSETS,
+        selection=MAIN_SELECTION,
         partition_key="synthetic",
         resources=_resources(root),
         run_config={"ops": {"raw_dataset": {"config": SIM}}},
     )
     assert result.success
     summary = dg.materialize(
-        [MA.benchmark_summary, *PER_DATASET, *F.embedding_files],
+        ASSETS,
         selection=[MA.benchmark_summary],
         resources=_resources(root),
     )
@@ -54,7 +50,7 @@ def test_full_model_feature_metric_table_with_cis(materialised):
     table = _metrics(materialised)
     overall = table[table["subgroup"] == B.ALL_SUBGROUPS]
     pairs = set(zip(overall["model"], overall["features"], strict=True))
-    expected = {(p.model.name, p.features_label) for p in registry.predictors()}
+    expected = {(p.model.name, p.features_label) for p in registry.predictors(foundation=False)}
     assert pairs == expected
     assert set(overall["protocol"]) == {registry.PUBLISHED_2025.name}
     metrics = set(overall["metric"])

@@ -6,18 +6,20 @@ import time
 import dagster as dg
 import pytest
 
+import perturb_assets.defs
 from perturb_assets.defs.datasets import assets as D
 from perturb_assets.defs.features import assets as F
+from perturb_assets.defs.foundation import assets as FA
 from perturb_assets.defs.metrics import assets as MA
 from perturb_assets.defs.models import assets as MO
 from perturb_assets.defs.resources import build_resources
 
-ASSETS = [
-    D.raw_dataset, D.expression, D.perturbation_split, D.pseudobulk, D.de_genes,
-    F.go_annotations, F.go_pca_features, *F.embedding_pca_features, *F.embedding_files,
-    *MO.prediction_assets, MA.metrics,
-]  # fmt: skip
-BY_NAME = {a.key.to_user_string(): a for a in ASSETS if isinstance(a, dg.AssetsDefinition)}
+ASSETS = list(dg.load_defs(perturb_assets.defs).assets)
+BY_NAME = {
+    a.key.to_user_string(): a
+    for a in ASSETS
+    if isinstance(a, dg.AssetsDefinition) and len(a.keys) == 1
+}
 
 
 def _materialize(tmp_path, asset: str, config: dict):
@@ -82,6 +84,11 @@ def test_out_of_range_simulation_fails_in_seconds_without_retries(tmp_path, conf
         (MO.FeaturePredictionConfig, {"missing_gene_policy": "ignore"}, "'zero' or 'drop'"),
         (MO.PredictionConfig, {"protocol": "x"}, "'published_2025' or 'preprint_2024'"),
         (MA.MetricsConfig, {"headline_de_method": "z"}, "'t-test' or 'wilcoxon'"),
+        (FA.ScGPTConfig, {"device": "gpu"}, "'auto', 'cuda' or 'cpu'"),
+        (FA.ScGPTConfig, {"epochs": 0}, "greater than or equal to 1"),
+        (FA.ScGPTConfig, {"loop": "turbo"}, "'fast' or 'reference'"),
+        (FA.GearsConfig, {"hidden_size": 0}, "greater than or equal to 1"),
+        (FA.GearsConfig, {"lr": -1.0}, "greater than 0"),
     ],
 )
 def test_config_class_refuses_invalid_values(config_class, values, message):

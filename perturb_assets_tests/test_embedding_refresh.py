@@ -6,6 +6,7 @@ import pandas as pd
 from perturb_assets.core import registry
 from perturb_assets.defs.datasets import assets as D
 from perturb_assets.defs.features import assets as F
+from perturb_assets.defs.foundation import assets as FA
 from perturb_assets.defs.resources import build_resources
 
 SMALL = {"n_cells": 800, "n_genes": 100, "n_perturbations": 12, "combo_fraction": 0.0}
@@ -22,7 +23,8 @@ def _requested(result) -> dict[str, set]:
 
 def test_changed_embedding_file_triggers_only_its_features(tmp_path):
     resources = build_resources(tmp_path)
-    assets = [D.raw_dataset, *F.embedding_pca_features, *F.embedding_files]
+    assets = [D.raw_dataset, *F.embedding_pca_features, *F.embedding_files,
+              FA.scgpt_gene_embeddings, FA.scgpt_checkpoint]  # fmt: skip
     defs = dg.Definitions(assets=assets, resources=resources)
     job = defs.resolve_implicit_global_asset_job_def()
     instance = dg.DagsterInstance.ephemeral()

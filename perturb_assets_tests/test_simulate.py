@@ -364,7 +364,9 @@ def test_uns_matches_cell_gears(combo_sim):
 def test_write_read_round_trip(combo_sim, tmp_path):
     folder = write_gears_dataset(combo_sim, tmp_path / "synthetic")
     assert folder == tmp_path / "synthetic"
-    assert sorted(p.name for p in folder.iterdir()) == sorted([H5AD_NAME, GMT_NAME, "embeddings"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [H5AD_NAME, GMT_NAME, "embeddings", "scgpt_checkpoint"]
+    )
     written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
     assert set(written) == {"scgpt", "scfoundation", "scelmo"}
 
@@ -389,7 +391,9 @@ def test_write_read_round_trip(combo_sim, tmp_path):
 
     # Rewriting replaces the files in place and leaves no temporary files behind.
     write_gears_dataset(combo_sim, folder)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([H5AD_NAME, GMT_NAME, "embeddings"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [H5AD_NAME, GMT_NAME, "embeddings", "scgpt_checkpoint"]
+    )
     written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
     assert set(written) == {"scgpt", "scfoundation", "scelmo"}
 

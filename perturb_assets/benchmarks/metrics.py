@@ -40,7 +40,8 @@ import pandas as pd
 import scipy
 from scipy.stats import pearsonr
 
-from perturb_assets.core.metrics import N_TOP_DE, perturbation_metrics, rowwise_pearson
+from perturb_assets.core.gears import N_TOP_DE
+from perturb_assets.core.metrics import perturbation_metrics, rowwise_pearson
 
 _COLUMNS = ["pearson", "pearson_delta", "pearson_de_delta"]
 

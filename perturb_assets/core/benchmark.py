@@ -17,7 +17,7 @@ from perturb_assets.core import metrics as M
 from perturb_assets.core import registry
 from perturb_assets.core.de import DEMethod
 from perturb_assets.core.gears import CONTROL
-from perturb_assets.core.predictions import prediction_frame, prediction_identity
+from perturb_assets.core.predictions import prediction_frame, prediction_identity, split_by_model
 
 ALL_SUBGROUPS = "all"
 # The paper's name for its own target-removal metric, and ours for the same computation.
@@ -53,7 +53,7 @@ def de_lists_by_metric(de_table: pd.DataFrame, method: str) -> dict[str, dict[st
 
 
 def per_condition_metrics(
-    tables: Iterable[AnnData],
+    tables: Iterable[AnnData | None],
     pseudobulk: pd.DataFrame,
     split: pd.DataFrame,
     de_table: pd.DataFrame,
@@ -62,8 +62,9 @@ def per_condition_metrics(
 
     Returns a tidy frame with ``model``, ``features``, ``protocol``, ``de_method``,
     ``condition``, ``subgroup``, ``metric`` and ``value``. ``pearson`` and ``pearson_delta``
-    do not use DE genes: their ``de_method`` is ``"none"``. Empty tables are skipped; a model
-    that predicts fewer conditions (``missing_gene_policy="drop"``) is scored on those.
+    do not use DE genes: their ``de_method`` is ``"none"``. A table may hold several models
+    (a user's prediction files); empty tables and ``None`` (not materialised) are skipped; a
+    model that predicts fewer conditions (``missing_gene_policy="drop"``) is scored on those.
     """
     truth_all = pseudobulk.drop(columns=["n_cells"], errors="ignore")
     ctrl_mean = truth_all.loc[CONTROL]
@@ -72,9 +73,8 @@ def per_condition_metrics(
     methods = sorted(de_table["method"].unique())
     lists = {method: de_lists_by_metric(de_table, method) for method in methods}
     frames = []
-    for table in tables:
-        if table.n_obs == 0:
-            continue
+    parts = [part for t in tables if t is not None for part in split_by_model(t)]
+    for table in parts:
         pred = prediction_frame(table)
         scored = truth.loc[truth.index.intersection(pred.index)]
         for i, method in enumerate(methods):
@@ -91,7 +91,8 @@ def summarise(
     per_condition: pd.DataFrame, dataset: str, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """Mean over conditions with a bootstrap CI, overall and per subgroup, paired against the
-    Train Mean of the same protocol (see :func:`evaluate_models`)."""
+    Train Mean of the same protocol, or of the default protocol for rows of a protocol that
+    has none (a user's predictions; see :func:`evaluate_models`)."""
     if per_condition.empty:
         return pd.DataFrame(columns=COLUMNS)
     keys = ["model", "features", "protocol", "de_method", "metric"]
@@ -103,9 +104,7 @@ def summarise(
     rows = []
     for key, group in per_condition.groupby(keys, sort=False):
         identity = dict(zip(keys, key, strict=True))
-        base = baseline.get((identity["protocol"], identity["de_method"], identity["metric"]))
-        if identity["model"] == registry.BASELINE.name:
-            base = None
+        base = _baseline_for(baseline, identity)
         for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False)]:
             values = part.set_index("condition")["value"]
             rows.append(
@@ -117,6 +116,16 @@ def summarise(
                 }  # fmt: skip
             )
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def _baseline_for(baseline: dict, identity: dict[str, str]) -> pd.Series | None:
+    if identity["model"] == registry.BASELINE.name:
+        return None
+    for protocol in (identity["protocol"], registry.DEFAULT_PROTOCOL.name):
+        found = baseline.get((protocol, identity["de_method"], identity["metric"]))
+        if found is not None:
+            return found
+    return None
 
 
 def _summary_values(
@@ -136,7 +145,7 @@ def _summary_values(
 
 
 def evaluate_models(
-    tables: Iterable[AnnData],
+    tables: Iterable[AnnData | None],
     pseudobulk: pd.DataFrame,
     split: pd.DataFrame,
     de_table: pd.DataFrame,

@@ -28,6 +28,7 @@ then refit on train + val.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ from sklearn.linear_model import ElasticNet
 from sklearn.neighbors import KNeighborsRegressor
 
 from perturb_assets.core.estimators import AdditiveModel, LinearPCAModel, TrainMean
+from perturb_assets.core.foundation import runs
+from perturb_assets.core.foundation.gears_model import GearsSettings
+from perturb_assets.core.foundation.scgpt_training import FineTuneSettings
 
 __all__ = [
     "BASELINE",
@@ -61,7 +65,7 @@ __all__ = [
 ]
 
 ProtocolName = Literal["published_2025", "preprint_2024"]
-ModelInputs = Literal["none", "labels", "features"]
+ModelInputs = Literal["none", "labels", "features", "cells"]
 Grid = Mapping[str, Sequence[Any]]
 
 
@@ -145,10 +149,12 @@ class ModelSpec:
     title
         Human-readable name (plots, reports).
     inputs
-        What the estimator's ``X`` is: ``"features"`` (perturbation feature rows; one asset per
-        feature set), ``"labels"`` (condition strings) or ``"none"`` (an empty design).
+        What the model reads: ``"features"`` (perturbation feature rows; one asset per feature
+        set), ``"labels"`` (condition strings), ``"none"`` (an empty design) or ``"cells"``
+        (a foundation model trained on single cells, through :attr:`runner`).
     build
-        ``build(params, random_state, n_jobs)`` returns an unfitted estimator.
+        ``build(params, random_state, n_jobs)`` returns an unfitted estimator (pseudo-bulk
+        models).
     grid
         Hyperparameter grid of the published protocol (setting order = tie-break order).
     protocol_grids
@@ -164,12 +170,26 @@ class ModelSpec:
         Dagster kinds of its asset (icons in the UI).
     in_paper
         Whether Csendes et al. 2025 report the model.
+    features_label
+        The ``features`` value of the model's metric rows when it uses no feature set (the
+        paper writes ``finetuned`` for its fine-tuned foundation models).
+    runner
+        For ``inputs="cells"``: ``runner(FoundationInputs, settings, device, log)`` trains the
+        model and returns a :class:`~perturb_assets.core.foundation.runs.FoundationRun`.
+    settings_class
+        For ``inputs="cells"``: the frozen dataclass of the runner's settings (defaults: the
+        reference recipe).
+    requires
+        For ``inputs="cells"``: the per-dataset tables the runner reads (fields of
+        :class:`~perturb_assets.core.foundation.runs.FoundationInputs`).
+    files
+        For ``inputs="cells"``: the user files the model reads (a checkpoint, an embedding).
     """
 
     name: str
     title: str
     inputs: ModelInputs
-    build: Callable[[Mapping[str, Any], int, int], BaseEstimator]
+    build: Callable[[Mapping[str, Any], int, int], BaseEstimator] | None = None
     grid: Grid = field(default_factory=dict)
     protocol_grids: Mapping[str, Grid] = field(default_factory=dict)
     feasible: Callable[[Mapping[str, Any], int], bool] = _always
@@ -177,10 +197,20 @@ class ModelSpec:
     device: Literal["cpu", "gpu"] = "cpu"
     kinds: tuple[str, ...] = ("sklearn",)
     in_paper: bool = True
+    features_label: str = "none"
+    runner: Callable[..., Any] | None = None
+    settings_class: type | None = None
+    requires: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
     @property
     def uses_features(self) -> bool:
         return self.inputs == "features"
+
+    @property
+    def is_foundation(self) -> bool:
+        """Trained on single cells by :attr:`runner` (GPU-tagged), not on pseudo-bulk."""
+        return self.inputs == "cells"
 
     def grid_for(self, protocol: BenchmarkProtocol) -> Grid:
         """The grid this model searches under ``protocol``."""
@@ -269,6 +299,43 @@ MODELS: dict[str, ModelSpec] = _models(
         grid={"n_components": (10,), "ridge": (0.1,)},
         in_paper=False,
     ),
+    ModelSpec(
+        name="scgpt",
+        title="scGPT (fine-tuned)",
+        inputs="cells",
+        device="gpu",
+        kinds=("pytorch",),
+        features_label="finetuned",
+        runner=runs.run_scgpt,
+        settings_class=FineTuneSettings,
+        requires=("expression", "split", "pseudobulk"),
+        files=("scgpt_checkpoint",),
+    ),
+    ModelSpec(
+        name="gears",
+        title="GEARS",
+        inputs="cells",
+        device="gpu",
+        kinds=("pytorch",),
+        features_label="go_graph",
+        runner=runs.run_gears,
+        settings_class=GearsSettings,
+        requires=("expression", "split", "annotations"),
+        in_paper=False,
+    ),
+    ModelSpec(
+        name="gears_scfoundation_emb",
+        title="GEARS + scFoundation gene embeddings (approximation)",
+        inputs="cells",
+        device="gpu",
+        kinds=("pytorch",),
+        features_label="scfoundation_emb",
+        runner=functools.partial(runs.run_gears_with_embeddings, embedding="scfoundation"),
+        settings_class=GearsSettings,
+        requires=("expression", "split", "annotations"),
+        files=("scfoundation_embedding_file",),
+        in_paper=False,
+    ),
 )
 
 #: The reference of every paired comparison ("diff vs Train Mean").
@@ -303,12 +370,16 @@ class FeatureSetSpec:
     stand_in_noise
         For the simulator's stand-in embedding: noise SD relative to the signal SD, so the
         stand-ins carry different amounts of real signal.
+    extracted_by
+        An asset that extracts this embedding from a model checkpoint: used when the user gave
+        no embedding file.
     """
 
     name: str
     title: str
     source: Literal["annotations", "embedding"]
     stand_in_noise: float = 0.0
+    extracted_by: str | None = None
 
     @property
     def asset_name(self) -> str:
@@ -321,7 +392,9 @@ FEATURE_SETS: dict[str, FeatureSetSpec] = {
     f.name: f
     for f in (
         FeatureSetSpec("go", "GO-PCA", "annotations"),
-        FeatureSetSpec("scgpt", "scGPT", "embedding", stand_in_noise=1.5),
+        FeatureSetSpec(
+            "scgpt", "scGPT", "embedding", stand_in_noise=1.5, extracted_by="scgpt_gene_embeddings"
+        ),
         FeatureSetSpec("scfoundation", "scFoundation", "embedding", stand_in_noise=3.0),
         FeatureSetSpec("scelmo", "scELMo", "embedding", stand_in_noise=1.0),
     )
@@ -364,13 +437,16 @@ class Predictor:
 
     @property
     def features_label(self) -> str:
-        """The ``features`` value of its metric rows (``"none"`` without features)."""
-        return self.features.name if self.features else "none"
+        """The ``features`` value of its metric rows."""
+        return self.features.name if self.features else self.model.features_label
 
 
-def predictors() -> Iterator[Predictor]:
-    """Every (model, feature set) pair that gets a prediction asset, in display order."""
+def predictors(foundation: bool | None = None) -> Iterator[Predictor]:
+    """Every (model, feature set) pair that gets a prediction asset, in display order; only
+    the foundation models (``True``) or only the others (``False``)."""
     for spec in MODELS.values():
+        if foundation is not None and spec.is_foundation != foundation:
+            continue
         if spec.uses_features:
             yield from (Predictor(spec, fs) for fs in FEATURE_SETS.values())
         else:

@@ -62,12 +62,13 @@ from anndata import AnnData
 
 from perturb_assets.core import gears, registry
 from perturb_assets.core.atomic import atomic_write
+from perturb_assets.core.features import EMBEDDINGS_SUBDIR
+from perturb_assets.core.foundation import scgpt_checkpoint
 from perturb_assets.core.gears import CONTROL
 from perturb_assets.core.pseudobulk import group_sums, pseudobulk
 
 #: The simulator's GO stand-in, written beside the GEARS file.
 GMT_NAME = "gene_annotations.gmt"
-EMBEDDINGS_DIR = "embeddings"
 
 #: Supported CRISPR modalities.
 MODALITIES: tuple[str, ...] = ("crispri", "crispra")
@@ -707,10 +708,12 @@ def median_pairwise_delta_correlation(adata: AnnData, condition_key: str = "cond
 def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -> Path:
     """Write a simulated dataset as a GEARS dataset folder.
 
-    Writes ``folder/perturb_processed.h5ad`` and ``folder/gene_annotations.gmt`` (one line per
-    term: ``term_id <TAB> description <TAB> gene symbols...``). Each file is written to a
-    temporary file in ``folder`` and moved into place with ``os.replace``, so a reader never sees
-    a half-written file.
+    Writes ``folder/perturb_processed.h5ad``, ``folder/gene_annotations.gmt`` (one line per
+    term: ``term_id <TAB> description <TAB> gene symbols...``), the stand-in gene embeddings
+    ``folder/embeddings/<name>.parquet`` and a tiny random scGPT checkpoint
+    ``folder/scgpt_checkpoint/`` in the official layout. Each file is written to a temporary
+    file in ``folder`` and moved into place with ``os.replace``, so a reader never sees a
+    half-written file.
 
     Parameters
     ----------
@@ -728,9 +731,14 @@ def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / gears.FILENAME, lambda tmp: sim.adata.write_h5ad(tmp))
     atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
-    (folder / EMBEDDINGS_DIR).mkdir(exist_ok=True)
+    (folder / EMBEDDINGS_SUBDIR).mkdir(exist_ok=True)
     for name, table in simulated_embeddings(sim).items():
-        atomic_write(folder / EMBEDDINGS_DIR / f"{name}.parquet", table.to_parquet)
+        atomic_write(folder / EMBEDDINGS_SUBDIR / f"{name}.parquet", table.to_parquet)
+    # A tiny, randomly initialised scGPT checkpoint in the official layout (the stand-in for
+    # scGPT_human): lets the foundation-model assets run end to end on synthetic data.
+    scgpt_checkpoint.write_checkpoint(
+        folder / scgpt_checkpoint.STAND_IN_DIR, list(sim.programs.index.astype(str))
+    )
     return folder
 
 

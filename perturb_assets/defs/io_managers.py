@@ -20,6 +20,8 @@ from perturb_assets.core.atomic import atomic_write
 from perturb_assets.defs.resources import DataSources
 
 UNPARTITIONED = "__all__"
+#: Input metadata: load ``None`` when the upstream asset was never materialised.
+ALLOW_MISSING = "allow_missing"
 _SUFFIXES = (".zarr", ".parquet", ".json")
 
 
@@ -79,6 +81,8 @@ class LocalAssetIOManager(dg.ConfigurableIOManager):
             return loaded
         stem = self._stem(context)
         path = _existing(stem)
+        if path is None and context.definition_metadata.get(ALLOW_MISSING):
+            return None  # an optional input (e.g. a foundation model not trained yet)
         if path is None:
             raise FileNotFoundError(
                 f"asset {context.asset_key.to_user_string()} has no stored value at {stem}.*; "

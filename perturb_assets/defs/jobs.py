@@ -3,15 +3,32 @@
 import dagster as dg
 
 from perturb_assets.defs.features.assets import embedding_files
+from perturb_assets.defs.foundation.assets import scgpt_checkpoint
+from perturb_assets.defs.models.user import user_prediction_files
 from perturb_assets.defs.partitions import dataset_partitions
 
-# The main job: every per-dataset asset (and its checks) for one dataset partition.
+FOUNDATION = dg.AssetSelection.groups("foundation")
+CROSS_DATASET = dg.AssetSelection.assets("benchmark_summary", "scgpt_gene_embeddings")
+
+# The main job: every per-dataset asset (and its checks) for one dataset partition, except the
+# GPU-tagged foundation models, which have their own job.
+MAIN_SELECTION = dg.AssetSelection.all(include_sources=False) - CROSS_DATASET - FOUNDATION
 main_job = dg.define_asset_job(
     "main_job",
-    selection=dg.AssetSelection.all(include_sources=False)
-    - dg.AssetSelection.assets("benchmark_summary"),
+    selection=MAIN_SELECTION,
     partitions_def=dataset_partitions,
-    description="Materialise every per-dataset asset for one dataset partition.",
+    description="Materialise every per-dataset asset but the foundation models for one "
+    "dataset partition (metrics then include whatever foundation predictions are stored).",
+)
+
+# The foundation models (GPU-tagged, `gpu` pool) and the metrics that score them.
+foundation_job = dg.define_asset_job(
+    "foundation_job",
+    selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint"))
+    | dg.AssetSelection.assets("metrics"),
+    partitions_def=dataset_partitions,
+    description="Train scGPT, GEARS and GEARS + scFoundation embeddings on one dataset "
+    "partition (on a GPU when present) and rescore it.",
 )
 
 # The cross-dataset table, over whichever dataset partitions are materialised.
@@ -26,15 +43,19 @@ summary_job = dg.define_asset_job(
 # fires through the automation sensor below.
 observe_embedding_files_job = dg.define_asset_job(
     "observe_embedding_files",
-    selection=dg.AssetSelection.assets(*(f.key for f in embedding_files)),
-    description="Hash the user's gene-embedding files.",
+    selection=dg.AssetSelection.assets(
+        *(f.key for f in embedding_files), scgpt_checkpoint.key, user_prediction_files.key
+    ),
+    description="Hash the user's gene-embedding files, the scGPT checkpoint and the user's "
+    "prediction files.",
 )
 embedding_refresh_schedule = dg.ScheduleDefinition(
     name="embedding_refresh_schedule",
     job=observe_embedding_files_job,
     cron_schedule="0 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly: detect changed embedding files so their features and models refresh.",
+    description="Hourly: detect changed embedding files, checkpoints and prediction files, so "
+    "what depends on them refreshes.",
 )
 
 # Dagster's built-in automation sensor starts STOPPED; ours starts RUNNING so the eager

@@ -17,7 +17,7 @@ from pydantic import Field
 from perturb_assets.core import features as F
 from perturb_assets.core import registry
 from perturb_assets.core.gears import target_genes
-from perturb_assets.core.simulate import EMBEDDINGS_DIR
+from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import frame_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.resources import DataSources
@@ -114,6 +114,11 @@ def go_pca_features(
 
 
 def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
+    # An embedding extracted from a checkpoint (scGPT's) is the fallback without a user file.
+    extracted = {}
+    if spec.extracted_by:
+        extracted = {"extracted": dg.AssetIn(spec.extracted_by, metadata={ALLOW_MISSING: True})}
+
     @dg.asset(
         name=spec.asset_name,
         partitions_def=dataset_partitions,
@@ -121,30 +126,42 @@ def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
         code_version="1",
         kinds={"sklearn", "parquet"},
         deps=[f"{spec.name}_embedding_file"],
+        ins=extracted,
         automation_condition=dg.AutomationCondition.eager(),
         description=f"PCA (256 components) of the {spec.title} gene embeddings. `synthetic` "
         f"uses the simulator's stand-in; other datasets read <data root>/embeddings/{spec.name}"
-        ".*. Without a file the table is empty and the models on it are skipped (see metadata).",
+        ".*" + (f", else {spec.extracted_by}" if spec.extracted_by else "") + ". Without any the "
+        "table is empty and the models on it are skipped (see metadata).",
     )
     def embedding_features(
-        context: dg.AssetExecutionContext, data_sources: DataSources, raw_dataset: dict
+        context: dg.AssetExecutionContext, data_sources: DataSources, raw_dataset: dict, **extracted
     ) -> dg.Output[pd.DataFrame]:
-        simulated = None
-        if raw_dataset["origin"] == "simulator":
-            simulated = Path(raw_dataset["path"]).parent / EMBEDDINGS_DIR
-        path = F.embedding_file(spec.name, data_sources.root, simulated)
-        if path is None:
-            context.log.warning(f"no {spec.name} embedding file; models on it are skipped")
+        embedding, origin = _embedding(spec, data_sources, raw_dataset, extracted.get("extracted"))
+        if embedding is None:
+            context.log.warning(f"no {spec.name} embedding; models on it are skipped")
             return dg.Output(pd.DataFrame(), metadata={"status": "missing embedding file"})
-        # Pickles run code when loaded: only files inside the user's own data root are trusted.
-        embedding = F.read_embedding(path, trusted_root=data_sources.root)
         table = F.embedding_pca(embedding, random_state=PCA_SEED)
-        return _pca_output(
-            table, {"status": "ok", "file": dg.MetadataValue.path(str(path)),
-                    "file_sha256": F.file_content_hash(path)}
-        )  # fmt: skip
+        return _pca_output(table, {"status": "ok", **origin})
 
     return embedding_features
+
+
+def _embedding(spec, data_sources: DataSources, raw_dataset: dict, extracted):
+    """The embedding table and where it came from: stand-in, user file, or checkpoint."""
+    simulated = None
+    if raw_dataset["origin"] == "simulator":
+        simulated = Path(raw_dataset["path"]).parent / F.EMBEDDINGS_SUBDIR
+    path = F.embedding_file(spec.name, data_sources.root, simulated)
+    if path is not None:
+        # Pickles run code when loaded: only files inside the user's own data root are trusted.
+        embedding = F.read_embedding(path, trusted_root=data_sources.root)
+        return embedding, {
+            "file": dg.MetadataValue.path(str(path)),
+            "file_sha256": F.file_content_hash(path),
+        }
+    if extracted is not None and not extracted.empty:
+        return extracted, {"file": f"extracted by {spec.extracted_by}"}
+    return None, {}
 
 
 embedding_pca_features = [_embedding_pca_asset(spec) for spec in registry.embedding_sets()]

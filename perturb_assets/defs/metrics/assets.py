@@ -10,11 +10,20 @@ import pandas as pd
 from perturb_assets.core import benchmark as B
 from perturb_assets.core import registry
 from perturb_assets.core.de import DEMethod
+from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 
 GROUP = "metrics"
-_PREDICTION_INS = {p.name: dg.AssetIn(p.name) for p in registry.predictors()}
+# Foundation models and the user's files may not be materialised: those inputs are optional.
+_OPTIONAL = {ALLOW_MISSING: True}
+_PREDICTION_INS = {
+    **{p.name: dg.AssetIn(p.name) for p in registry.predictors(foundation=False)},
+    **{
+        p.name: dg.AssetIn(p.name, metadata=_OPTIONAL) for p in registry.predictors(foundation=True)
+    },
+    "user_predictions": dg.AssetIn("user_predictions", metadata=_OPTIONAL),
+}
 
 
 class MetricsConfig(dg.Config):
@@ -41,14 +50,14 @@ def metrics(
     pseudobulk: ad.AnnData,
     perturbation_split: pd.DataFrame,
     de_genes: pd.DataFrame,
-    **predictions: ad.AnnData,
+    **predictions: ad.AnnData | None,
 ) -> dg.Output[pd.DataFrame]:
     summary, _ = B.evaluate_models(
         predictions.values(), pseudobulk.to_df(), perturbation_split, de_genes,
         dataset=context.partition_key,
     )  # fmt: skip
     table = B.attach_paper_values(summary)
-    skipped = sorted(name for name, t in predictions.items() if t.n_obs == 0)
+    skipped = sorted(name for name, t in predictions.items() if t is None or t.n_obs == 0)
     headline = B.headline_table(table, de_method=config.headline_de_method)
     return dg.Output(
         table,

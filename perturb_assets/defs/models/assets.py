@@ -142,4 +142,4 @@ def _prediction_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
     return predictions_on_features
 
 
-prediction_assets = [_prediction_asset(p) for p in registry.predictors()]
+prediction_assets = [_prediction_asset(p) for p in registry.predictors(foundation=False)]

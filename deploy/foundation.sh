@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up (if needed), then train the foundation models (scGPT, GEARS, GEARS + scFoundation
+# embeddings) on one dataset partition and rescore it. Uses CUDA when present.
+# Usage: bash deploy/foundation.sh DATASET [RUN_CONFIG.yaml]
+#   e.g. bash deploy/foundation.sh norman                     # the paper's settings, on a GPU
+#        bash deploy/foundation.sh synthetic deploy/configs/foundation_tiny.yaml
+set -euo pipefail
+source "$(dirname "$0")/bootstrap.sh"
+DATASET="${1:?usage: bash deploy/foundation.sh DATASET [RUN_CONFIG.yaml]}"
+CONFIG=()
+[ -n "${2:-}" ] && CONFIG=(-c "$2")
+dagster job execute -m perturb_assets.definitions -j foundation_job "${CONFIG[@]}" \
+  --tags "{\"dagster/partition\": \"$DATASET\"}"

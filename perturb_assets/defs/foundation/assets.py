@@ -1,0 +1,248 @@
+"""Foundation-model assets: GPU-tagged, one per foundation model of the registry.
+
+Each is a multi-asset with two outputs: ``<model>_predictions`` (the same prediction table as
+the baselines, scored by ``metrics``) and ``<model>_weights`` (the trained weights' file, its
+sha256 and the training settings). The computation is the model's ``runner`` in
+:mod:`perturb_assets.core.foundation.runs`. Also here: the pre-trained scGPT checkpoint
+(an observable source) and the gene-embedding table extracted from it.
+
+No ``from __future__ import annotations``: Dagster reads types at runtime.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from perturb_assets.core import registry
+from perturb_assets.core.foundation import scgpt_checkpoint as ckpt
+from perturb_assets.core.foundation.gears_model import GearsSettings
+from perturb_assets.core.foundation.runs import FoundationInputs, MissingModelFiles, save_weights
+from perturb_assets.core.foundation.scgpt_training import FineTuneSettings
+from perturb_assets.core.predictions import prediction_table
+from perturb_assets.defs.foundation.k8s import GPU_POOL, gpu_op_tags
+from perturb_assets.defs.metadata import markdown_table
+from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.resources import DataSources
+
+GROUP = "foundation"
+Device = Literal["auto", "cuda", "cpu"]
+_SCGPT, _GEARS = FineTuneSettings(), GearsSettings()
+# The per-dataset asset behind each field of FoundationInputs a model may require.
+INPUT_ASSETS = {
+    "expression": "expression",
+    "split": "perturbation_split",
+    "pseudobulk": "pseudobulk",
+    "annotations": "go_annotations",
+}
+
+
+class ScGPTConfig(dg.Config):
+    """scGPT fine-tuning; defaults are the scGPT perturbation tutorial's, as the paper ran it.
+    ``device: auto`` uses CUDA when present, else the CPU (with a warning)."""
+
+    device: Device = "auto"
+    epochs: int = Field(_SCGPT.epochs, ge=1)
+    batch_size: int = Field(_SCGPT.batch_size, ge=1)
+    eval_batch_size: int = Field(_SCGPT.eval_batch_size, ge=1)
+    lr: float = Field(_SCGPT.lr, gt=0)
+    lr_gamma: float = Field(_SCGPT.lr_gamma, gt=0, le=1)
+    early_stop: int = Field(_SCGPT.early_stop, ge=1)
+    max_seq_len: int = Field(_SCGPT.max_seq_len, ge=1)
+    grad_clip: float = Field(_SCGPT.grad_clip, gt=0)
+    amp: bool = _SCGPT.amp
+    seed: int = _SCGPT.seed
+    loop: Literal["fast", "reference"] = _SCGPT.loop
+    compile: bool = _SCGPT.compile
+    max_steps_per_epoch: int | None = Field(_SCGPT.max_steps_per_epoch, ge=1)
+    max_eval_cells: int | None = Field(_SCGPT.max_eval_cells, ge=1)
+
+    def settings(self) -> FineTuneSettings:
+        return FineTuneSettings(**self.model_dump(exclude={"device"}))
+
+
+class GearsConfig(dg.Config):
+    """GEARS training; defaults are cell-gears'. ``device: auto`` as for scGPT."""
+
+    device: Device = "auto"
+    epochs: int = Field(_GEARS.epochs, ge=1)
+    batch_size: int = Field(_GEARS.batch_size, ge=1)
+    lr: float = Field(_GEARS.lr, gt=0)
+    weight_decay: float = Field(_GEARS.weight_decay, ge=0)
+    hidden_size: int = Field(_GEARS.hidden_size, ge=1)
+    seed: int = _GEARS.seed
+
+    def settings(self) -> GearsSettings:
+        return GearsSettings(**self.model_dump(exclude={"device"}))
+
+
+CONFIGS = {FineTuneSettings: ScGPTConfig, GearsSettings: GearsConfig}
+
+
+def _folder_sha256(folder: Path | None) -> str:
+    if folder is None:
+        return "absent"
+    digest = hashlib.sha256()
+    for name in (ckpt.ARGS_FILE, ckpt.VOCAB_FILE, ckpt.WEIGHTS_FILE):
+        with open(folder / name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dg.observable_source_asset(
+    group_name=GROUP,
+    description=f"The pre-trained scGPT checkpoint (official layout) in <data root>/"
+    f"{ckpt.CHECKPOINT_DIR}, observed by the sha256 of its three files.",
+)
+def scgpt_checkpoint(data_sources: DataSources) -> dg.DataVersion:
+    return dg.DataVersion(_folder_sha256(ckpt.find_checkpoint(data_sources.root)))
+
+
+@dg.asset(
+    group_name="features",
+    code_version="1",
+    deps=[scgpt_checkpoint],
+    kinds={"pytorch", "parquet"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="scGPT's gene embeddings (gene symbol × embsize) from the pre-trained "
+    "checkpoint's gene encoder; the scGPT features of RF/EN/kNN/linear when no scGPT "
+    "embedding file is given. Empty without a checkpoint.",
+)
+def scgpt_gene_embeddings(
+    context: dg.AssetExecutionContext, data_sources: DataSources
+) -> dg.Output[pd.DataFrame]:
+    folder = ckpt.find_checkpoint(data_sources.root)
+    if folder is None:
+        context.log.warning(f"no checkpoint at {data_sources.root / ckpt.CHECKPOINT_DIR}")
+        return dg.Output(pd.DataFrame(), metadata={"status": "no checkpoint"})
+    table = ckpt.gene_embedding_table(ckpt.read_checkpoint(folder))
+    return dg.Output(
+        table,
+        metadata={
+            "status": "ok",
+            "checkpoint": dg.MetadataValue.path(str(folder)),
+            "n_genes": table.shape[0],
+            "n_dims": table.shape[1],
+        },
+    )
+
+
+def _inputs(data_sources: DataSources, raw_dataset: dict, loaded: dict) -> FoundationInputs:
+    pseudobulk = loaded.get("pseudobulk")
+    simulated = raw_dataset["origin"] == "simulator"
+    return FoundationInputs(
+        expression=loaded["expression"],
+        split=loaded["perturbation_split"],
+        pseudobulk=pseudobulk.to_df() if pseudobulk is not None else None,
+        annotations=loaded.get("go_annotations"),
+        data_root=data_sources.root,
+        stand_in_dir=Path(raw_dataset["path"]).parent if simulated else None,
+    )
+
+
+def _outputs(predictor: registry.Predictor, run, weights: dict, var: pd.DataFrame):
+    table = prediction_table(
+        run.predictions,
+        model=predictor.model.name,
+        features=predictor.features_label,
+        protocol=registry.DEFAULT_PROTOCOL.name,
+        var=var,
+    )
+    meta = {
+        "status": "ok",
+        "device": run.device,
+        "history": markdown_table(run.history),
+        "n_test_conditions": table.n_obs,
+        "weights_sha256": weights["sha256"],
+        **{k: v for k, v in run.report.items() if isinstance(v, int | float | str)},
+    }
+    yield dg.Output(table, predictor.name, metadata=meta)
+    yield dg.Output(
+        weights,
+        f"{predictor.model.name}_weights",
+        data_version=dg.DataVersion(weights["sha256"]),
+        metadata={
+            "file": dg.MetadataValue.path(weights["path"]),
+            "sha256": weights["sha256"],
+            "training_config": dg.MetadataValue.json(weights["settings"]),
+        },
+    )
+
+
+def _skipped(predictor: registry.Predictor, reason: str, var: pd.DataFrame):
+    empty = pd.DataFrame(columns=var.index, dtype=float)
+    table = prediction_table(
+        empty,
+        model=predictor.model.name,
+        features=predictor.features_label,
+        protocol=registry.DEFAULT_PROTOCOL.name,
+    )
+    yield dg.Output(table, predictor.name, metadata={"status": f"skipped: {reason}"})
+    yield dg.Output({"status": "skipped", "reason": reason}, f"{predictor.model.name}_weights")
+
+
+def _foundation_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
+    spec = predictor.model
+    config_class = CONFIGS[spec.settings_class]
+    ins = {
+        name: dg.AssetIn(name) for name in ("raw_dataset", *map(INPUT_ASSETS.get, spec.requires))
+    }
+
+    @dg.multi_asset(
+        name=f"train_{spec.name}",
+        outs={
+            predictor.name: dg.AssetOut(
+                kinds={*spec.kinds, "anndata"},
+                code_version="1",
+                description=f"Test-set pseudo-bulk predictions of {spec.title}.",
+                metadata={"model": spec.name, "features": predictor.features_label},
+            ),
+            f"{spec.name}_weights": dg.AssetOut(
+                kinds={*spec.kinds},
+                code_version="1",
+                description=f"The trained {spec.title} weights (torch.save), with sha256 and "
+                "training settings.",
+            ),
+        },
+        ins=ins,
+        deps=list(spec.files),
+        partitions_def=dataset_partitions,
+        group_name=GROUP,
+        op_tags=gpu_op_tags(),
+        pool=GPU_POOL,
+    )
+    def train(
+        context: dg.AssetExecutionContext,
+        config: config_class,
+        data_sources: DataSources,
+        **loaded,
+    ):
+        var = loaded["expression"].var
+        try:
+            run = spec.runner(
+                _inputs(data_sources, loaded.pop("raw_dataset"), loaded),
+                config.settings(),
+                config.device,
+                context.log.info,
+            )
+        except MissingModelFiles as exc:
+            context.log.warning(str(exc))
+            yield from _skipped(predictor, str(exc), var)
+            return
+        path = data_sources.model_file(predictor.name, context.partition_key).with_suffix(".pt")
+        weights = {
+            "path": str(path),
+            "sha256": save_weights(run.state_dict, path),
+            "settings": run.report.get("settings", {}),
+            "device": run.device,
+        }
+        yield from _outputs(predictor, run, weights, var)
+
+    return train
+
+
+foundation_assets = [_foundation_asset(p) for p in registry.predictors(foundation=True)]

@@ -1,0 +1,70 @@
+"""Predictions a user brings: files under ``<data root>/predictions/<dataset>/``.
+
+Each file is a model (named after the file) of the ``user_predictions`` table of its dataset,
+scored by ``metrics`` like every other model. The folder is read when the asset runs, so a new
+file needs no code reload: the hourly observation of ``user_prediction_files`` records a new
+data version and the automation sensor recomputes ``user_predictions`` and ``metrics``.
+
+No ``from __future__ import annotations``: Dagster reads types at runtime.
+"""
+
+import hashlib
+
+import anndata as ad
+import dagster as dg
+import pandas as pd
+
+from perturb_assets.core import predictions as P
+from perturb_assets.core.errors import DatasetError
+from perturb_assets.defs.metadata import markdown_table
+from perturb_assets.defs.partitions import dataset_names, dataset_partitions
+from perturb_assets.defs.resources import DataSources
+
+
+@dg.observable_source_asset(
+    group_name="models",
+    description="The user's prediction files in <data root>/predictions/<dataset>/<model>."
+    "{parquet,csv,h5ad}, observed by their sha256. A folder of an unknown dataset fails the "
+    "observation, naming it.",
+)
+def user_prediction_files(data_sources: DataSources) -> dg.DataVersion:
+    problems = P.prediction_folder_problems(data_sources.root, dataset_names())
+    if problems:
+        raise dg.Failure("; ".join(problems), allow_retries=False)
+    digest = hashlib.sha256()
+    for dataset in dataset_names():
+        for path in P.user_prediction_files(data_sources.root, dataset):
+            digest.update(f"{dataset}/{path.name}".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return dg.DataVersion(digest.hexdigest())
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name="models",
+    code_version="1",
+    deps=[user_prediction_files],
+    kinds={"anndata"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="Every prediction file the user put in <data root>/predictions/<dataset>/, "
+    "checked against the dataset (conditions, genes, log scale, NaN) and gathered into one "
+    "prediction table; each file is a model named after it.",
+)
+def user_predictions(
+    context: dg.AssetExecutionContext, data_sources: DataSources, pseudobulk: ad.AnnData
+) -> dg.Output[ad.AnnData]:
+    files = P.user_prediction_files(data_sources.root, context.partition_key)
+    try:
+        tables = [P.read_user_predictions(path, pseudobulk) for path in files]
+    except DatasetError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    combined = P.combine_tables(tables, pseudobulk.var)
+    models = combined.obs.groupby("model", observed=True).size().rename("conditions")
+    return dg.Output(
+        combined,
+        metadata={
+            "n_models": len(tables),
+            "files": ", ".join(p.name for p in files) or "none",
+            "models": markdown_table(models.to_frame() if len(models) else pd.DataFrame()),
+        },
+    )

@@ -1,0 +1,190 @@
+"""Foundation models and the user's predictions as assets, scored by the same metrics asset."""
+
+import hashlib
+import json
+
+import anndata as ad
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from dagster_k8s.job import (
+    DagsterK8sJobConfig,
+    construct_dagster_k8s_job,
+    get_user_defined_k8s_config,
+)
+
+import perturb_assets.defs
+from perturb_assets.core import registry
+from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.foundation.runs import FoundationInputs, MissingModelFiles, run_scgpt
+from perturb_assets.core.predictions import read_user_predictions
+from perturb_assets.defs.foundation.assets import foundation_assets
+from perturb_assets.defs.resources import build_resources
+
+SIM = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 30, "combo_fraction": 0.3, "seed": 1}
+TINY = {
+    "train_scgpt": {"config": {"epochs": 2, "batch_size": 16, "max_eval_cells": 10}},
+    "train_gears": {"config": {"epochs": 1, "hidden_size": 16}},
+    "train_gears_scfoundation_emb": {"config": {"epochs": 1, "hidden_size": 16}},
+}
+
+
+def _defs(root):
+    return dg.Definitions.merge(
+        dg.load_defs(perturb_assets.defs), dg.Definitions(resources=build_resources(root))
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The main job, then the foundation job with the tiny configuration, on synthetic."""
+    root = tmp_path_factory.mktemp("foundation")
+    defs, instance = _defs(root), dg.DagsterInstance.ephemeral()
+    run_config = {"ops": {"raw_dataset": {"config": SIM}}}
+    main = defs.resolve_job_def("main_job")
+    assert main.execute_in_process(
+        partition_key="synthetic", instance=instance, run_config=run_config
+    ).success
+    result = defs.resolve_job_def("foundation_job").execute_in_process(
+        partition_key="synthetic", instance=instance, run_config={"ops": TINY}
+    )
+    assert result.success
+    return root, defs, instance, result
+
+
+def _metrics(root) -> pd.DataFrame:
+    table = pd.read_parquet(root / "assets" / "metrics" / "synthetic.parquet")
+    return table[(table["subgroup"] == "all") & (table["metric"] == "pearson_delta")]
+
+
+def test_foundation_models_add_rows_to_the_same_metrics_table(trained):
+    root, *_ = trained
+    rows = _metrics(root).set_index(["model", "features"])
+    for predictor in registry.predictors(foundation=True):
+        row = rows.loc[(predictor.model.name, predictor.features_label)]
+        assert row["n_conditions"] > 0 and np.isfinite(row["value"])
+        assert np.isfinite(row["diff_vs_train_mean"])  # paired with Train Mean like any model
+    # The paper's fine-tuned scGPT sits beside ours only on the real datasets.
+    assert ("scgpt", "finetuned") in rows.index
+
+
+def test_trained_weights_are_an_asset_with_checksum_and_training_config(trained):
+    root, _, instance, _ = trained
+    for predictor in registry.predictors(foundation=True):
+        key = dg.AssetKey(f"{predictor.model.name}_weights")
+        manifest = json.loads((root / "assets" / key.path[0] / "synthetic.json").read_text())
+        digest = hashlib.sha256(open(manifest["path"], "rb").read()).hexdigest()
+        assert manifest["sha256"] == digest
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata
+        assert metadata["sha256"].value == digest
+        assert metadata["training_config"].value["epochs"] == TINY[
+            f"train_{predictor.model.name}"]["config"]["epochs"]  # fmt: skip
+
+
+def test_each_epoch_is_logged_to_dagster(trained):
+    _, _, instance, result = trained
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert sum("epoch 1/2" in m or "epoch 2/2" in m for m in messages) == 2  # scGPT
+    assert any(m.startswith("Epoch 1: Train Overall MSE") for m in messages)  # GEARS
+
+
+def test_gpu_assets_request_a_gpu_pod_through_dagster_k8s(monkeypatch):
+    monkeypatch.setenv("PERTURB_ASSETS_GPU_NODE_SELECTOR", '{"pool": "a100"}')
+    from perturb_assets.defs.foundation.k8s import GPU_POOL, gpu_op_tags
+
+    for asset in foundation_assets:
+        assert asset.op.tags["device"] == "gpu" and asset.op.pool == GPU_POOL
+    tags = {k: v if isinstance(v, str) else json.dumps(v) for k, v in gpu_op_tags().items()}
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(job_image="perturb-assets:cuda", dagster_home="/opt/dagster",
+                            image_pull_policy="IfNotPresent"),
+        args=["dagster", "api", "execute_step"],
+        job_name="train-scgpt",
+        user_defined_k8s_config=get_user_defined_k8s_config(tags),
+    )  # fmt: skip
+    pod = job.spec.template.spec
+    container = pod.containers[0]
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert pod.node_selector == {"pool": "a100"}
+    assert any(t.key == "nvidia.com/gpu" for t in pod.tolerations)
+
+
+def test_scgpt_without_a_checkpoint_says_where_to_put_it(tmp_path):
+    inputs = FoundationInputs(expression=ad.AnnData(np.zeros((1, 1))), split=pd.DataFrame(),
+                              data_root=tmp_path)  # fmt: skip
+    with pytest.raises(MissingModelFiles, match="checkpoints/scgpt_human"):
+        run_scgpt(inputs, None, "cpu", print)
+
+
+# --- bring your own predictions ---------------------------------------------------------------
+
+
+def _truth(root):
+    profiles = ad.read_zarr(root / "assets" / "pseudobulk" / "synthetic.zarr")
+    split = pd.read_parquet(root / "assets" / "perturbation_split" / "synthetic.parquet")
+    test = list(split.index[split["split"] == "test"])
+    return profiles, profiles.to_df().loc[test]
+
+
+def test_a_dropped_predictions_file_becomes_a_scored_model_without_a_reload(trained):
+    root, defs, instance, _ = trained
+    profiles, truth = _truth(root)
+    folder = root / "predictions" / "synthetic"
+    folder.mkdir(parents=True)
+    truth.to_parquet(folder / "oracle.parquet")  # a perfect model, genes as ids
+    truth.set_axis(profiles.var["gene_name"].to_numpy(), axis=1).to_csv(folder / "by_symbol.csv")
+    (truth * 0 + profiles.to_df().loc["ctrl"].to_numpy()).to_parquet(folder / "no_change.parquet")
+    cells = ad.AnnData(np.repeat(truth.to_numpy(), 3, axis=0), var=profiles.var)
+    cells.obs["condition"] = np.repeat(truth.index.to_numpy(), 3)
+    cells.write_h5ad(folder / "per_cell.h5ad")
+    selection = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("user_predictions"), dg.AssetKey("metrics")}
+    )
+    assert selection.execute_in_process(partition_key="synthetic", instance=instance).success
+    rows = _metrics(root).set_index("model")
+    assert rows.loc["oracle", "value"] == pytest.approx(1.0)
+    assert rows.loc["per_cell", "value"] == pytest.approx(1.0)
+    assert rows.loc["by_symbol", "value"] == pytest.approx(1.0)
+    assert np.isnan(rows.loc["no_change", "value"])  # constant delta: undefined, as scipy
+    assert rows.loc["oracle", "win_rate_vs_train_mean"] == 1.0
+    assert (rows.loc[["oracle", "per_cell"], "features"] == "user").all()
+
+
+@pytest.mark.parametrize(
+    ("case", "field"),
+    [("unknown_condition", "conditions"), ("duplicate_condition", "conditions"),
+     ("missing_gene", "genes"), ("not_log_scale", "values"), ("nan", "values")],
+)  # fmt: skip
+def test_bad_predictions_file_names_the_file_and_field(tmp_path, case, field):
+    genes = [f"ENSG{i}" for i in range(4)]
+    profiles = ad.AnnData(np.ones((3, 4)), var=pd.DataFrame(index=genes))
+    profiles.obs_names = ["ctrl", "A+ctrl", "B+ctrl"]
+    frame = pd.DataFrame(np.ones((2, 4)), index=["A+ctrl", "B+ctrl"], columns=genes)
+    if case == "unknown_condition":
+        frame.index = ["A+ctrl", "Z+ctrl"]
+    elif case == "duplicate_condition":
+        frame.index = ["A+ctrl", "A+ctrl"]
+    elif case == "missing_gene":
+        frame = frame.drop(columns="ENSG3")
+    elif case == "not_log_scale":
+        frame.iloc[0, 0] = 5000.0
+    else:
+        frame.iloc[1, 2] = np.nan
+    path = tmp_path / "my_model.csv"
+    frame.to_csv(path)
+    with pytest.raises(DatasetError) as info:
+        read_user_predictions(path, profiles)
+    assert info.value.path == str(path) and info.value.field == field
+
+
+def test_predictions_for_an_unknown_dataset_fail_the_observation_naming_it(tmp_path):
+    (tmp_path / "predictions" / "normann").mkdir(parents=True)
+    defs = _defs(tmp_path)
+    job = dg.define_asset_job("observe", selection=["user_prediction_files"])
+    observed = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("observe")
+    result = observed.execute_in_process(raise_on_error=False)
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert "normann" in message.to_string() and "no dataset named" in message.to_string()

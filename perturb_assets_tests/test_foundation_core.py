@@ -1,0 +1,233 @@
+"""Foundation models in core: scGPT checkpoints, cell pairing, fine-tuning, GEARS offline."""
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from perturb_assets.core.datasets import normalize_expression
+from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.foundation import gears_model as G
+from perturb_assets.core.foundation import scgpt_checkpoint as C
+from perturb_assets.core.foundation.cell_pairs import pair_cells
+from perturb_assets.core.foundation.runs import save_weights
+from perturb_assets.core.foundation.scgpt_training import FineTuneSettings, fine_tune
+from perturb_assets.core.pseudobulk import pseudobulk
+from perturb_assets.core.simulate import simulate_perturbseq, simulated_embeddings
+from perturb_assets.core.splits import simulation_split
+
+TINY = FineTuneSettings(epochs=2, batch_size=16, max_eval_cells=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    sim = simulate_perturbseq(
+        n_cells=1200, n_genes=120, n_perturbations=24, combo_fraction=0.3, seed=2,
+        compute_de=False,
+    )  # fmt: skip
+    adata = normalize_expression(sim.adata)
+    split = simulation_split(adata.obs["condition"].astype(str))
+    return sim, adata, split, pseudobulk(adata)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, data):
+    sim = data[0]
+    folder = C.write_checkpoint(tmp_path_factory.mktemp("ckpt"), list(sim.programs.index))
+    return C.read_checkpoint(folder)
+
+
+# --- compatibility ----------------------------------------------------------------------------
+
+
+def test_scgpt_model_code_imports_without_its_stale_dependencies():
+    code = (
+        "import sys; from perturb_assets.core.foundation.compat import scgpt_model; "
+        "model, loss = scgpt_model(); "
+        "print(model.__module__, [m for m in ('torchtext', 'IPython', 'datasets', 'anndata') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["scgpt.model.generation_model", "[]"]
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def test_checkpoint_in_official_layout_loads_through_the_flash_attention_rename(checkpoint):
+    saved = C.load_weights(checkpoint.weights_path)
+    assert any(".self_attn.Wqkv.weight" in k for k in saved)  # written as flash-attn names
+    assert "flag_encoder.weight" in saved  # a part the perturbation model does not load
+    model = C.build_model(checkpoint)
+    report = C.load_pretrained(model, checkpoint)
+    state = model.state_dict()
+    for key, value in saved.items():
+        if key.startswith(C.PRETRAINED_PREFIXES):
+            mapped = key.replace("self_attn.Wqkv.", "self_attn.in_proj_")
+            assert torch.equal(state[mapped], value), key
+    assert report["n_tensors"] == sum(k.startswith(C.PRETRAINED_PREFIXES) for k in saved)
+
+
+def test_checkpoint_errors_name_the_file_and_field(tmp_path, checkpoint):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for name in ("args.json", "vocab.json", "best_model.pt"):
+        (folder / name).write_bytes((checkpoint.folder / name).read_bytes())
+    args = json.loads((folder / "args.json").read_text())
+    (folder / "args.json").write_text(json.dumps({**args, "nlayers": "two"}))
+    with pytest.raises(DatasetError, match=r"args\.json: nlayers: must be a positive integer"):
+        C.read_checkpoint(folder)
+    (folder / "args.json").write_text(json.dumps({**args, "embsize": 16}))  # another architecture
+    other = C.read_checkpoint(folder)
+    with pytest.raises(DatasetError, match=r"best_model\.pt: encoder\.embedding\.weight: shape"):
+        C.load_pretrained(C.build_model(other), other)
+    torch.save({"weights": object()}, folder / "best_model.pt")  # not loadable as weights only
+    with pytest.raises(DatasetError, match=r"best_model\.pt: file: cannot be loaded"):
+        C.load_weights(folder / "best_model.pt")
+    (folder / "vocab.json").unlink()
+    with pytest.raises(DatasetError, match=r"vocab\.json: file: missing"):
+        C.read_checkpoint(folder)
+
+
+def test_genes_are_matched_by_symbol_and_unknown_ones_get_the_pad_token(checkpoint):
+    ids, matched = C.gene_vocab_ids(["SIM0001", "NOT_A_GENE", "SIM0003"], checkpoint.vocab)
+    assert matched == 2
+    assert ids[1] == checkpoint.vocab["<pad>"] and ids[0] == checkpoint.vocab["SIM0001"]
+
+
+def test_gene_embedding_table_is_the_pretrained_encoders_output(checkpoint):
+    table = C.gene_embedding_table(checkpoint)
+    model = C.build_model(checkpoint)
+    C.load_pretrained(model, checkpoint)
+    genes = ["SIM0002", "SIM0010"]
+    with torch.no_grad():
+        expected = model.encoder(torch.tensor([checkpoint.vocab[g] for g in genes]))
+    np.testing.assert_allclose(table.loc[genes].to_numpy(), expected.numpy(), atol=1e-6)
+    assert "<pad>" not in table.index and table.shape[1] == checkpoint.architecture["embsize"]
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_cells_are_paired_with_random_controls_and_targets_are_flagged(data):
+    _, adata, _, _ = data
+    condition = next(c for c in adata.obs["condition"].cat.categories if "+" in c)
+    pairs = pair_cells(adata, ["ctrl", condition], seed=0)
+    cond = adata.obs["condition"].astype(str).to_numpy()
+    is_ctrl = pairs.condition_codes == 0
+    assert (pairs.control_rows[is_ctrl] == pairs.target_rows[is_ctrl]).all()
+    assert (cond[pairs.control_rows] == "ctrl").all()
+    assert (cond[pairs.target_rows[~is_ctrl]] == condition).all()
+    batch = pairs.batch(np.flatnonzero(~is_ctrl)[:3])
+    genes = [g for g in condition.split("+") if g != "ctrl"]
+    flagged = adata.var["gene_name"].to_numpy()[batch.flags[0] == 1]
+    assert set(flagged) == set(genes) & set(adata.var["gene_name"])
+    again = pair_cells(adata, ["ctrl", condition], seed=0)
+    np.testing.assert_array_equal(again.control_rows, pairs.control_rows)
+
+
+def test_fine_tuning_predicts_every_test_condition_and_keeps_the_best_epoch(data, checkpoint):
+    _, adata, split, pb = data
+    result = fine_tune(adata, split, pb, checkpoint, TINY, device="cpu")
+    test = [c for c in split.index[split["split"] == "test"]]
+    assert sorted(result.predictions.index) == sorted(test)
+    assert list(result.predictions.columns) == list(adata.var_names)
+    assert np.isfinite(result.predictions.to_numpy()).all()
+    assert list(result.history.index) == [1, 2]
+    assert result.best_epoch == int(result.history["val_pearson"].idxmax())
+    assert result.report["genes_matched"] == adata.n_vars
+    assert result.report["selection_metric"] == "pearson"
+
+
+def test_fast_and_reference_training_loops_compute_the_same_on_the_cpu(data, checkpoint):
+    _, adata, split, pb = data
+    settings = FineTuneSettings(epochs=1, batch_size=16, max_eval_cells=8, max_steps_per_epoch=5)
+    fast = fine_tune(adata, split, pb, checkpoint, settings, device="cpu")
+    reference = dataclasses.replace(settings, loop="reference")
+    slow = fine_tune(adata, split, pb, checkpoint, reference, device="cpu")
+    pd.testing.assert_frame_equal(fast.predictions, slow.predictions, atol=1e-5, rtol=1e-5)
+
+
+def test_weights_are_saved_with_their_checksum(tmp_path):
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    sha = save_weights(state, tmp_path / "m.pt")
+    assert sha == hashlib.sha256((tmp_path / "m.pt").read_bytes()).hexdigest()
+    assert torch.equal(torch.load(tmp_path / "m.pt", weights_only=True)["w"], state["w"])
+
+
+@pytest.mark.gpu
+def test_both_training_loops_run_with_amp_on_a_gpu(data, checkpoint):
+    _, adata, split, pb = data
+    for loop in ("reference", "fast"):
+        settings = FineTuneSettings(epochs=1, batch_size=16, loop=loop, max_eval_cells=8)
+        result = fine_tune(adata, split, pb, checkpoint, settings, device="cuda")
+        assert result.device == "cuda" and np.isfinite(result.predictions.to_numpy()).all()
+
+
+# --- GEARS ------------------------------------------------------------------------------------
+
+
+def test_go_files_hold_jaccard_edges_and_keep_unannotated_targets(tmp_path):
+    annotations = pd.DataFrame(
+        [[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]],
+        index=["A", "B", "C", "D"], columns=["t1", "t2", "t3"],
+    )  # fmt: skip
+    report = G.write_go_files(tmp_path, annotations, measured=["A", "B", "C"], perturbed=["D", "E"])
+    assert report["n_unannotated_targets"] == 1  # E gets a term of its own
+    edges = pd.read_csv(tmp_path / "go_essential_all" / "go_essential_all.csv")
+    weight = {(s, t): w for s, t, w in edges.itertuples(index=False)}
+    assert weight[("A", "B")] == pytest.approx(0.5) and weight[("B", "A")] == pytest.approx(0.5)
+    assert weight[("A", "D")] == pytest.approx(2 / 3) and weight[("E", "E")] == 1.0
+    assert ("C", "A") not in weight  # no shared term
+    assert not edges.isin({"source": ["E"], "target": ["A", "B", "C", "D"]}).all(axis=1).any()
+
+
+def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatch):
+    import requests
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"GEARS tried to download {args[:1]}")
+
+    monkeypatch.setattr(requests, "get", no_network)
+    monkeypatch.setattr(requests.Session, "request", no_network)
+    sim, adata, split, _ = data
+    settings = G.GearsSettings(epochs=1, hidden_size=8)
+    result = G.train_gears(adata, split, sim.annotations, settings, device="cpu")
+    test = set(split.index[split["split"] == "test"])
+    assert set(result.predictions.index) == test
+    assert np.isfinite(result.predictions.to_numpy()).all()
+    assert list(result.history["epoch"]) == [1] and "val_mse_de" in result.history
+
+
+def test_scfoundation_variant_freezes_the_projected_embedding_table(data):
+    sim, adata, split, _ = data
+    table = simulated_embeddings(sim)["scfoundation"]
+    settings = G.GearsSettings(epochs=1, hidden_size=8)
+    result = G.train_gears(adata, split, sim.annotations, settings, gene_embeddings=table)
+    expected, found = G.project_embeddings(table, list(adata.var["gene_name"]), 8)
+    np.testing.assert_allclose(result.state_dict["gene_emb.weight"].numpy(), expected, atol=1e-6)
+    assert found == adata.n_vars == result.report["genes_with_embedding"]
+
+
+def test_embedding_projection_pads_narrow_tables_and_zeroes_missing_genes():
+    table = pd.DataFrame(np.random.default_rng(0).normal(size=(5, 3)), index=list("ABCDE"))
+    projected, found = G.project_embeddings(table, ["A", "Z", "C"], width=4)
+    assert projected.shape == (3, 4) and found == 2
+    assert (projected[1] == 0).all() and (projected[:, 3] == 0).all()
+
+
+def test_foundation_benchmark_runs_both_loops_from_the_same_weights(capsys):
+    from perturb_assets.benchmarks import foundation
+
+    assert foundation.main(["--tiny", "--steps", "1", "--warmup", "0"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    loops = [row.split("|")[1].strip() for row in table[1:]]
+    assert loops == ["reference", "reference", "fast"]
+    losses = [float(row.split("|")[-2]) for row in table[1:]]
+    assert losses[0] == pytest.approx(losses[2], rel=1e-5)  # same arithmetic on the CPU

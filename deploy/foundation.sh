@@ -8,6 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 DATASET="${1:?usage: bash deploy/foundation.sh DATASET [RUN_CONFIG.yaml]}"
 CONFIG=()
-[ -n "${2:-}" ] && CONFIG=(-c "$2")
-dagster job execute -m perturb_assets.definitions -j foundation_job "${CONFIG[@]}" \
-  --tags "{\"dagster/partition\": \"$DATASET\"}"
+[ -n "${2:-}" ] && CONFIG=(--config "$2")
+perturb-assets run foundation_job --partition "$DATASET" "${CONFIG[@]}"
+perturb-assets run benchmark_summary_job
+perturb-assets summary --dataset "$DATASET"

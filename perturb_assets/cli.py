@@ -6,6 +6,8 @@ simulate OUT        write a synthetic GEARS dataset folder (see ``perturb_assets
 add-dataset SRC     validate a GEARS folder or raw-count .h5ad and add it as a dataset partition
 list-datasets       print the dataset partitions (built-in and user)
 fetch NAME          download and unpack a built-in GEARS dataset into the data root
+run JOB             run a job of the code location on $DAGSTER_HOME's instance, one line per step
+summary             print a dataset's headline table (ours beside the paper's) and the report path
 """
 
 from __future__ import annotations
@@ -43,6 +45,64 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import dagster as dg
+    import yaml
+
+    from perturb_assets.definitions import defs
+
+    job = defs.resolve_job_def(args.job)
+    instance = dg.DagsterInstance.get()
+    config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    config = {**config, "loggers": {"console": {}}}  # the one-line-per-step console logger
+    partitions = [args.partition] if args.partition else [None]
+    if args.all_partitions:
+        partitions = job.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    if args.missing_only:
+        done = set().union(
+            *(
+                instance.get_materialized_partitions(k)
+                for k in job.asset_layer.executable_asset_keys
+            )
+        )
+        partitions = [p for p in partitions if p not in done]
+    for partition in partitions:
+        label = f" {partition}" if partition else ""
+        print(f"[run] {args.job}{label}", file=sys.stderr, flush=True)
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition, run_config=config, raise_on_error=False
+        )
+        if not result.success:
+            print(f"error: {args.job}{label} failed; see the run in the UI", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from perturb_assets.core.benchmark import headline_with_paper
+    from perturb_assets.core.report import REPORT_FILE
+
+    path = data_root() / "assets" / "metrics" / f"{args.dataset}.parquet"
+    if not path.exists():
+        print(
+            f"error: {path} does not exist; run the main job for {args.dataset!r}", file=sys.stderr
+        )
+        return 2
+    table = headline_with_paper(pd.read_parquet(path))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(
+            f"\n{args.dataset}: Pearson metrics on the test conditions, mean [95% CI] "
+            "(paper) -- t-test DE lists\n"
+        )
+        print(table.to_string())
+    report = data_root() / "reports" / REPORT_FILE
+    if report.exists():
+        print(f"\nReport: {report}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="perturb-assets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument(
         "--url-template", default=None, help="mirror URL with a {file_id} placeholder"
     )
+    run = sub.add_parser("run", help="run a job (main_job, foundation_job, ...) in this process")
+    run.add_argument("job")
+    run.add_argument("--partition", default=None)
+    run.add_argument("--all-partitions", action="store_true", help="every partition in turn")
+    run.add_argument("--missing-only", action="store_true", help="skip materialised partitions")
+    run.add_argument("--config", default=None, help="run config YAML (ops: ...)")
+    summary = sub.add_parser("summary", help="print a dataset's headline table")
+    summary.add_argument("--dataset", default="synthetic")
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "simulate":
@@ -66,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return simulate_main(argv[1:])
     args = parser.parse_args(argv)
-    handlers = {"add-dataset": _add_dataset, "list-datasets": _list_datasets, "fetch": _fetch}
+    handlers = {
+        "add-dataset": _add_dataset,
+        "list-datasets": _list_datasets,
+        "fetch": _fetch,
+        "run": _run,
+        "summary": _summary,
+    }
     try:
         return handlers[args.command](args)
     except ValueError as exc:  # DatasetError and name validation: a message, not a traceback

@@ -13,6 +13,7 @@ import os
 import dagster as dg
 
 import perturb_assets.defs
+from perturb_assets.defs.console import progress_console
 from perturb_assets.defs.resources import default_resources
 
 
@@ -34,5 +35,7 @@ defs = dg.Definitions.merge(
     dg.Definitions(
         resources=default_resources(),
         executor=_executor(),
+        # One line per finished step on the console; the UI keeps every event.
+        loggers={"console": progress_console},
     ),
 )

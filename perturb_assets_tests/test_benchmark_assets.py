@@ -8,6 +8,7 @@ import pytest
 
 import perturb_assets.defs
 from perturb_assets.core import benchmark as B
+from perturb_assets.core import cell_eval_metrics as CE
 from perturb_assets.core import registry
 from perturb_assets.defs.jobs import MAIN_SELECTION
 from perturb_assets.defs.metrics import assets as MA
@@ -51,12 +52,14 @@ def test_full_model_feature_metric_table_with_cis(materialised):
     overall = table[table["subgroup"] == B.ALL_SUBGROUPS]
     pairs = set(zip(overall["model"], overall["features"], strict=True))
     expected = {(p.model.name, p.features_label) for p in registry.predictors(foundation=False)}
-    assert pairs == expected
-    assert set(overall["protocol"]) == {registry.PUBLISHED_2025.name}
+    assert pairs == expected | {(B.CEILING_MODEL, "none")}
+    models = overall[overall["model"] != B.CEILING_MODEL]
+    assert set(models["protocol"]) == {registry.PUBLISHED_2025.name}
     metrics = set(overall["metric"])
     assert metrics == {
         "pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target",
-        "pearson_delta_de_no_target_reference_compat",
+        "pearson_delta_de_no_target_reference_compat", *CE.ERROR_METRICS,
+        *CE.DISCRIMINATION_METRICS,
     }  # fmt: skip
     assert set(overall["de_method"]) == {"none", "t-test", "wilcoxon"}
     assert (overall["ci_low"] <= overall["value"]).all()

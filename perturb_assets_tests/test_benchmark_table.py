@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from perturb_assets.core import benchmark as B
+from perturb_assets.core import cell_eval_metrics as CE
 from perturb_assets.core.predictions import prediction_table
 
 GENES = [f"g{i}" for i in range(6)]
@@ -60,6 +61,7 @@ def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_on
         "pearson_de_delta": {"t-test", "wilcoxon"},
         "pearson_delta_de_no_target": {"t-test", "wilcoxon"},
         "pearson_delta_de_no_target_reference_compat": {"t-test", "wilcoxon"},
+        **{m: {"none"} for m in (*CE.ERROR_METRICS, *CE.DISCRIMINATION_METRICS)},
     }  # fmt: skip
     assert set(summary["subgroup"]) == {"all", "unseen_single", "combo_seen2"}
     assert set(per_condition["condition"]) == set(test)

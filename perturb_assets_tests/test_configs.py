@@ -15,10 +15,9 @@ from perturb_assets.defs.models import assets as MO
 from perturb_assets.defs.resources import build_resources
 
 ASSETS = list(dg.load_defs(perturb_assets.defs).assets)
+# Every asset key to its definition (a multi-asset such as ``metrics`` is run whole).
 BY_NAME = {
-    a.key.to_user_string(): a
-    for a in ASSETS
-    if isinstance(a, dg.AssetsDefinition) and len(a.keys) == 1
+    key.to_user_string(): a for a in ASSETS if isinstance(a, dg.AssetsDefinition) for key in a.keys
 }
 
 
@@ -28,7 +27,7 @@ def _materialize(tmp_path, asset: str, config: dict):
         selection=[BY_NAME[asset]],
         partition_key="synthetic",
         resources=build_resources(tmp_path),
-        run_config={"ops": {asset: {"config": config}}},
+        run_config={"ops": {BY_NAME[asset].node_def.name: {"config": config}}},
         raise_on_error=False,
     )
 

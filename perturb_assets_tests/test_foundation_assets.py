@@ -140,7 +140,9 @@ def test_a_dropped_predictions_file_becomes_a_scored_model_without_a_reload(trai
     cells.obs["condition"] = np.repeat(truth.index.to_numpy(), 3)
     cells.write_h5ad(folder / "per_cell.h5ad")
     selection = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("user_predictions"), dg.AssetKey("metrics")}
+        asset_selection={
+            dg.AssetKey(k) for k in ("user_predictions", "metrics", "metrics_per_condition")
+        }
     )
     assert selection.execute_in_process(partition_key="synthetic", instance=instance).success
     rows = _metrics(root).set_index("model")

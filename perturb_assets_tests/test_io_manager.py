@@ -38,3 +38,23 @@ def test_atomic_write_replaces_zarr_directory(tmp_path):
         atomic_write(path, adata.write_zarr)
     assert ad.read_zarr(path).X.toarray().max() == 2.0
     assert [p.name for p in tmp_path.iterdir()] == ["e.zarr"]
+
+
+def test_partition_keys_with_dots_are_stored_apart(tmp_path):
+    import dagster as dg
+
+    from perturb_assets.defs.resources import build_resources
+
+    levels = dg.StaticPartitionsDefinition(["0.25", "0.50"])
+
+    @dg.asset(partitions_def=levels)
+    def level(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        return pd.DataFrame({"level": [float(context.partition_key)]})
+
+    for key in levels.get_partition_keys():
+        assert dg.materialize(
+            [level], partition_key=key, resources=build_resources(tmp_path)
+        ).success
+    stored = sorted(p.name for p in (tmp_path / "assets" / "level").iterdir())
+    assert stored == ["0.25.parquet", "0.50.parquet"]
+    assert pd.read_parquet(tmp_path / "assets" / "level" / "0.50.parquet")["level"].item() == 0.5

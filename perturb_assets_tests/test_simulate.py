@@ -21,6 +21,7 @@ from perturb_assets.core.gears import FILENAME as H5AD_NAME
 from perturb_assets.core.gears import UNS_DE_KEYS as GEARS_UNS_KEYS
 from perturb_assets.core.simulate import (
     GMT_NAME,
+    PROGRAMS_GMT_NAME,
     SimulatedDataset,
     main,
     median_pairwise_delta_correlation,
@@ -365,7 +366,7 @@ def test_write_read_round_trip(combo_sim, tmp_path):
     folder = write_gears_dataset(combo_sim, tmp_path / "synthetic")
     assert folder == tmp_path / "synthetic"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [H5AD_NAME, GMT_NAME, "embeddings", "scgpt_checkpoint"]
+        [H5AD_NAME, GMT_NAME, PROGRAMS_GMT_NAME, "embeddings", "scgpt_checkpoint"]
     )
     written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
     assert set(written) == {"scgpt", "scfoundation", "scelmo"}
@@ -392,7 +393,7 @@ def test_write_read_round_trip(combo_sim, tmp_path):
     # Rewriting replaces the files in place and leaves no temporary files behind.
     write_gears_dataset(combo_sim, folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [H5AD_NAME, GMT_NAME, "embeddings", "scgpt_checkpoint"]
+        [H5AD_NAME, GMT_NAME, PROGRAMS_GMT_NAME, "embeddings", "scgpt_checkpoint"]
     )
     written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
     assert set(written) == {"scgpt", "scfoundation", "scelmo"}

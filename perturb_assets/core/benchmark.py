@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from perturb_assets.core import cell_eval_metrics as CE
 from perturb_assets.core import metrics as M
 from perturb_assets.core import registry
 from perturb_assets.core.de import DEMethod
-from perturb_assets.core.gears import CONTROL
+from perturb_assets.core.gears import CONTROL, parse_condition
 from perturb_assets.core.predictions import prediction_frame, prediction_identity, split_by_model
 
 ALL_SUBGROUPS = "all"
@@ -28,8 +30,10 @@ HEADLINE_METRICS = ("pearson", "pearson_delta", "pearson_de_delta", "pearson_del
 COLUMNS = [
     "dataset", "model", "features", "protocol", "de_method", "subgroup", "metric", "value",
     "ci_low", "ci_high", "n_conditions", "diff_vs_train_mean", "diff_ci_low", "diff_ci_high",
-    "win_rate_vs_train_mean",
+    "win_rate_vs_train_mean", "fraction_of_ceiling",
 ]  # fmt: skip
+#: The ``model`` of the noise ceiling's rows (:mod:`perturb_assets.core.ceiling`).
+CEILING_MODEL = "noise_ceiling"
 _METRIC_OF_POLICY = {
     "included": "pearson_de_delta",
     "excluded": "pearson_delta_de_no_target",
@@ -52,39 +56,92 @@ def de_lists_by_metric(de_table: pd.DataFrame, method: str) -> dict[str, dict[st
     return out
 
 
+def target_columns(conditions: Iterable[str], genes: pd.Index, gene_names: pd.Series | None):
+    """Per condition, the positions in ``genes`` of its target genes (by ``gene_name``)."""
+    symbols = pd.Series(np.arange(len(genes)), index=genes)
+    if gene_names is not None:
+        symbols = symbols.set_axis(gene_names.reindex(genes).astype(str).to_numpy())
+    by_symbol = symbols.groupby(level=0).agg(list)
+    return [
+        np.array([c for g in parse_condition(cond) for c in by_symbol.get(g, [])], dtype=np.int64)
+        for cond in conditions
+    ]
+
+
+def model_metrics(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    ctrl_mean: pd.Series,
+    lists: dict[str, dict[str, dict[str, list[str]]]],
+    subgroups: pd.Series,
+    gene_names: pd.Series | None = None,
+) -> pd.DataFrame:
+    """One model's per-condition metrics on ``truth``'s conditions, as a tidy frame.
+
+    The paper's metrics (:func:`perturb_assets.core.metrics.evaluate_predictions`) for every
+    DE method of ``lists`` (method -> metric -> condition -> DE genes), and cell-eval's error
+    and discrimination metrics (:mod:`perturb_assets.core.cell_eval_metrics`). Metrics that use
+    no DE list have ``de_method`` ``"none"``.
+    """
+    frames = []
+    lists = lists or {"none": {}}  # no DE lists: the all-gene metrics only
+    for i, (method, method_lists) in enumerate(lists.items()):
+        long = M.evaluate_predictions(pred, truth, ctrl_mean, method_lists, subgroups)
+        base = long["metric"].isin(M.BASE_METRICS)
+        long["de_method"] = np.where(base, "none", method)
+        frames.append(long if i == 0 else long[~base])  # base metrics once per model
+    frames.append(_cell_eval_metrics(pred, truth, ctrl_mean, subgroups, gene_names))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cell_eval_metrics(pred, truth, ctrl_mean, subgroups, gene_names) -> pd.DataFrame:
+    p = pred.reindex(index=truth.index, columns=truth.columns).to_numpy(np.float64)
+    t = truth.to_numpy(np.float64)
+    c = ctrl_mean.reindex(truth.columns).to_numpy(np.float64)
+    values = CE.error_metrics(p, t, c)
+    excluded = target_columns(truth.index, truth.columns, gene_names)
+    for metric in CE.DISCRIMINATION_METRICS:
+        kind = metric.removeprefix("discrimination_")
+        values[metric] = CE.discrimination_scores(p, t, c, excluded, kind=kind)
+    wide = pd.DataFrame(values, index=pd.Index(truth.index, name="condition"))
+    long = wide.reset_index().melt(id_vars="condition", var_name="metric", value_name="value")
+    return long.assign(subgroup=long["condition"].map(subgroups), de_method="none")
+
+
 def per_condition_metrics(
     tables: Iterable[AnnData | None],
     pseudobulk: pd.DataFrame,
     split: pd.DataFrame,
     de_table: pd.DataFrame,
+    gene_names: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Every metric of every prediction table on every test condition it predicts.
 
     Returns a tidy frame with ``model``, ``features``, ``protocol``, ``de_method``,
-    ``condition``, ``subgroup``, ``metric`` and ``value``. ``pearson`` and ``pearson_delta``
-    do not use DE genes: their ``de_method`` is ``"none"``. A table may hold several models
-    (a user's prediction files); empty tables and ``None`` (not materialised) are skipped; a
-    model that predicts fewer conditions (``missing_gene_policy="drop"``) is scored on those.
+    ``condition``, ``subgroup``, ``metric`` and ``value`` (:func:`model_metrics`). A table may
+    hold several models (a user's prediction files); empty tables and ``None`` (not
+    materialised) are skipped; a model that predicts fewer conditions
+    (``missing_gene_policy="drop"``) is scored on those. ``gene_names`` (``var['gene_name']``)
+    maps target genes to columns for the discrimination score.
     """
     truth_all = pseudobulk.drop(columns=["n_cells"], errors="ignore")
     ctrl_mean = truth_all.loc[CONTROL]
     test = split.index[split["split"] == "test"]
     truth = truth_all.loc[truth_all.index.intersection(test)]
-    methods = sorted(de_table["method"].unique())
-    lists = {method: de_lists_by_metric(de_table, method) for method in methods}
+    lists = de_method_lists(de_table)
     frames = []
     parts = [part for t in tables if t is not None for part in split_by_model(t)]
     for table in parts:
         pred = prediction_frame(table)
         scored = truth.loc[truth.index.intersection(pred.index)]
-        for i, method in enumerate(methods):
-            long = M.evaluate_predictions(pred, scored, ctrl_mean, lists[method], split["subgroup"])
-            base = long["metric"].isin(M.BASE_METRICS)
-            long["de_method"] = method
-            long.loc[base, "de_method"] = "none"
-            long = long if i == 0 else long[~base]  # base metrics once per model
-            frames.append(long.assign(**prediction_identity(table)))
+        long = model_metrics(pred, scored, ctrl_mean, lists, split["subgroup"], gene_names)
+        frames.append(long.assign(**prediction_identity(table)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def de_method_lists(de_table: pd.DataFrame) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """DE method -> :func:`de_lists_by_metric` of the ``de_genes`` table."""
+    return {m: de_lists_by_metric(de_table, m) for m in sorted(de_table["method"].unique())}
 
 
 def summarise(
@@ -152,6 +209,9 @@ def evaluate_models(
     dataset: str,
     n_boot: int = 1000,
     seed: int = 0,
+    *,
+    gene_names: pd.Series | None = None,
+    ceiling: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every model on the test conditions.
 
@@ -172,6 +232,12 @@ def evaluate_models(
         Dataset name written into the table.
     n_boot, seed
         Bootstrap resamples over test conditions and their seed.
+    gene_names
+        ``var['gene_name']``: maps target genes to columns (the discrimination score).
+    ceiling
+        Per-condition noise ceiling (:func:`perturb_assets.core.ceiling.noise_ceiling`):
+        summarised as the model ``noise_ceiling``, and the reference of
+        ``fraction_of_ceiling``.
 
     Returns
     -------
@@ -182,8 +248,48 @@ def evaluate_models(
     per_condition : pandas.DataFrame
         The per-condition values behind it (:func:`per_condition_metrics`).
     """
-    per_condition = per_condition_metrics(tables, pseudobulk, split, de_table)
-    return summarise(per_condition, dataset, n_boot=n_boot, seed=seed), per_condition
+    per_condition = per_condition_metrics(tables, pseudobulk, split, de_table, gene_names)
+    if ceiling is not None and not ceiling.empty:
+        per_condition = pd.concat(
+            [per_condition, ceiling.drop(columns="sd", errors="ignore")], ignore_index=True
+        )
+    summary = summarise(per_condition, dataset, n_boot=n_boot, seed=seed)
+    return with_fraction_of_ceiling(summary), per_condition
+
+
+def with_fraction_of_ceiling(summary: pd.DataFrame) -> pd.DataFrame:
+    """``fraction_of_ceiling``: how far each row is from Train Mean (0) to the noise ceiling
+    (1) on the same metric, DE method and subgroup; NaN without a ceiling."""
+    keys = ["de_method", "metric", "subgroup"]
+    ceiling = summary[summary["model"] == CEILING_MODEL].set_index(keys)["value"]
+    base = summary[
+        (summary["model"] == registry.BASELINE.name)
+        & (summary["protocol"] == registry.DEFAULT_PROTOCOL.name)
+    ]
+    base = base.set_index(keys)["value"]
+    index = pd.MultiIndex.from_frame(summary[keys])
+    top, bottom = ceiling.reindex(index).to_numpy(), base.reindex(index).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = (summary["value"].to_numpy() - bottom) / (top - bottom)
+    return summary.assign(fraction_of_ceiling=fraction)
+
+
+def dynamic_range(table: pd.DataFrame, metric: str = "pearson_delta") -> tuple[str, float]:
+    """The best model's ``metric`` minus Train Mean's (whole test set, default protocol), and
+    which model that is (``model/features``); ``("", nan)`` without both."""
+    rows = table[
+        (table["metric"] == metric)
+        & (table["subgroup"] == ALL_SUBGROUPS)
+        & (table["protocol"] == registry.DEFAULT_PROTOCOL.name)
+    ]
+    base = rows[rows["model"] == registry.BASELINE.name]["value"]
+    others = rows[~rows["model"].isin([registry.BASELINE.name, CEILING_MODEL])].dropna(
+        subset=["value"]
+    )
+    if base.empty or others.empty:
+        return "", float("nan")
+    best = others.loc[others["value"].idxmax()]
+    return f"{best['model']}/{best['features']}", float(best["value"] - base.iloc[0])
 
 
 def headline_table(summary: pd.DataFrame, de_method: str = PAPER_DE_METHOD) -> pd.DataFrame:
@@ -213,6 +319,30 @@ def pearson_delta_by_dataset(table: pd.DataFrame) -> pd.DataFrame:
         index=["model", "features", "protocol"], columns="dataset", values="value"
     )
     return wide.round(3)
+
+
+def headline_with_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """Model × the paper's metrics as ``"0.745 [0.701, 0.781] (0.711)"``: our mean, its 95% CI
+    and, in parentheses, the paper's value where it has one (t-test DE lists, whole test set)."""
+    rows = table[
+        (table["subgroup"] == ALL_SUBGROUPS)
+        & table["de_method"].isin(["none", PAPER_DE_METHOD])
+        & table["metric"].isin(HEADLINE_METRICS)
+    ]
+    paper = rows["paper_value"] if "paper_value" in rows else pd.Series(np.nan, index=rows.index)
+    text = (
+        rows["value"].map("{:.3f}".format)
+        + " ["
+        + rows["ci_low"].map("{:.3f}".format)
+        + ", "
+        + rows["ci_high"].map("{:.3f}".format)
+        + "]"
+        + paper.map(lambda v: f" ({v:.3f})" if v == v else "")
+    )
+    wide = rows.assign(text=text).pivot_table(
+        index=["model", "features", "protocol"], columns="metric", values="text", aggfunc="first"
+    )
+    return wide.reindex(columns=[m for m in HEADLINE_METRICS if m in wide.columns])
 
 
 def load_paper_metrics() -> pd.DataFrame:

@@ -59,6 +59,7 @@ __all__ = [
     "GENE_ALIASES_FILE",
     "AnnotationDownloadError",
     "embedding_file",
+    "embedding_files",
     "embedding_pca",
     "file_content_hash",
     "gene_aliases",
@@ -456,6 +457,22 @@ def embedding_file(
     if simulated_dir is not None and (Path(simulated_dir) / f"{name}.parquet").exists():
         return Path(simulated_dir) / f"{name}.parquet"
     return user_embedding_file(name, data_root)
+
+
+def embedding_files(
+    data_root: str | os.PathLike[str], simulated_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Path]:
+    """Every gene-embedding file: the simulator's stand-ins (``synthetic``), then every file in
+    ``<root>/embeddings/`` with an accepted suffix (the registered ones and any the user adds),
+    by name (the file's stem; a stand-in wins)."""
+    found: dict[str, Path] = {}
+    for folder in (simulated_dir, Path(data_root) / EMBEDDINGS_SUBDIR):
+        if folder is None or not Path(folder).is_dir():
+            continue
+        for path in sorted(Path(folder).iterdir()):
+            if path.suffix in EMBEDDING_SUFFIXES and not path.name.startswith("."):
+                found.setdefault(path.stem, path)
+    return found
 
 
 def user_embedding_file(name: str, data_root: str | os.PathLike[str]) -> Path | None:

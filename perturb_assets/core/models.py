@@ -44,6 +44,7 @@ from sklearn.base import BaseEstimator
 from perturb_assets.core import registry
 from perturb_assets.core.estimators import AdditiveModel, LinearPCAModel, TrainMean
 from perturb_assets.core.features import perturbation_features
+from perturb_assets.core.forest import CompressedTargetForest
 from perturb_assets.core.gears import CONTROL
 from perturb_assets.core.metrics import perturbation_metrics
 from perturb_assets.core.predictions import prediction_table
@@ -149,6 +150,7 @@ class _Data:
     ctrl: pd.Series
     used: dict[str, list[str]]
     skipped: dict[str, list[str]]
+    reference: bool = False
 
     def X(self, conditions: Sequence[str]) -> Any:
         return self.spec.design(conditions, self.features)
@@ -157,7 +159,7 @@ class _Data:
         return self.pseudobulk.loc[list(conditions)].to_numpy(np.float64)
 
     def fit(self, params: dict, conditions: Sequence[str], proto: BenchmarkProtocol, n_jobs: int):
-        estimator = self.spec.estimator(params, proto.random_state, n_jobs)
+        estimator = self.spec.estimator(params, proto.random_state, n_jobs, self.reference)
         return self.spec.fit(
             estimator, self.X(conditions), self.Y(conditions), self.ctrl.to_numpy()
         )
@@ -165,8 +167,11 @@ class _Data:
     def predict(self, model: BaseEstimator, conditions: Sequence[str]) -> pd.DataFrame:
         index = pd.Index(list(conditions), name="condition", dtype=object)
         if not len(index):
-            return pd.DataFrame(np.empty((0, self.pseudobulk.shape[1])), index=index,
-                                columns=self.pseudobulk.columns)  # fmt: skip
+            return pd.DataFrame(
+                np.empty((0, self.pseudobulk.shape[1])),
+                index=index,
+                columns=self.pseudobulk.columns,
+            )
         return pd.DataFrame(
             model.predict(self.X(index)), index=index, columns=self.pseudobulk.columns
         )
@@ -242,20 +247,53 @@ def _score_grid(
     A single setting that the protocol refits on train + val anyway is neither fitted on train
     nor scored (its score is NaN).
     """
-    train, val = data.used["train"], data.used["val"]
+    val = data.used["val"]
     fit_on_train = len(settings) > 1 or proto.fit_on == "train"
     truth_val = data.pseudobulk.loc[val].astype(np.float64)
-    rows, fitted = [], []
-    for params in settings:
-        est, score = None, float("nan")
-        if fit_on_train and data.spec.feasible(params, len(train)):
-            est = data.fit(params, train, proto, n_jobs)
-            if val:
-                score = _mean_pearson_delta(data.predict(est, val), truth_val, data.ctrl)
-        fitted.append(est)
-        rows.append({"setting": _setting_label(params), **params,
-                     "mean_pearson_delta": score, "n_val": len(val)})  # fmt: skip
+    fitted = _fit_grid(data, settings, proto, n_jobs) if fit_on_train else [None] * len(settings)
+    rows = []
+    for params, est in zip(settings, fitted, strict=True):
+        score = float("nan")
+        if est is not None and val:
+            score = _mean_pearson_delta(data.predict(est, val), truth_val, data.ctrl)
+        rows.append(
+            {
+                "setting": _setting_label(params),
+                **params,
+                "mean_pearson_delta": score,
+                "n_val": len(val),
+            }
+        )
     return pd.DataFrame(rows).set_index("setting"), fitted
+
+
+def _fit_grid(
+    data: _Data, settings: list[dict], proto: BenchmarkProtocol, n_jobs: int
+) -> list[BaseEstimator | None]:
+    """Every feasible setting fitted on train. Settings that differ only in the model's nested
+    parameter (the number of trees) share one fit of the largest value when the estimator can
+    give its smaller versions (``first``); infeasible settings get ``None``."""
+    spec, train = data.spec, data.used["train"]
+    fitted: list[BaseEstimator | None] = [None] * len(settings)
+    groups: dict[object, list[int]] = {}
+    for i, params in enumerate(settings):
+        if spec.feasible(params, len(train)):
+            key = tuple((k, v) for k, v in params.items() if k != spec.nested) if spec.nested else i
+            groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        largest = max(members, key=lambda i: settings[i].get(spec.nested, 0) if spec.nested else 0)
+        est = data.fit(settings[largest], train, proto, n_jobs)
+        fitted[largest] = est
+        for i in members:
+            if i == largest:
+                continue
+            shared = hasattr(est, "first") and spec.nested
+            fitted[i] = (
+                est.first(settings[i][spec.nested])
+                if shared
+                else data.fit(settings[i], train, proto, n_jobs)
+            )
+    return fitted
 
 
 def _choose(data: _Data, settings: list[dict], scores: pd.DataFrame) -> int:
@@ -278,6 +316,7 @@ def fit_select_predict(
     protocol: str | BenchmarkProtocol = registry.DEFAULT_PROTOCOL,
     n_jobs: int = 1,
     grid: Grid | None = None,
+    reference: bool = False,
 ) -> FitResult:
     """Fit every grid setting on train, pick the best on validation, predict test.
 
@@ -312,6 +351,9 @@ def fit_select_predict(
         Parallel jobs for random forest and kNN (``-1`` = all cores).
     grid
         Override of the model's grid under ``protocol``.
+    reference
+        Use the model's reference implementation (scikit-learn's forest on the raw targets)
+        instead of its faster equivalent, each setting fitted on its own.
 
     Returns
     -------
@@ -331,6 +373,7 @@ def fit_select_predict(
     ctrl = resolve_control(pseudobulk, ctrl_mean)
     feats = features if spec.uses_features else None
     data = _partition_conditions(spec, feats, pseudobulk, split, ctrl, proto)
+    data.reference = reference
     settings = spec.settings(proto, grid)
     if len(settings) > 1 and not data.used["val"]:
         raise ValueError(
@@ -404,6 +447,7 @@ def run_baseline(
     protocol: str | BenchmarkProtocol = registry.DEFAULT_PROTOCOL,
     missing_gene_policy: Literal["zero", "drop"] = "zero",
     n_jobs: int = 1,
+    reference: bool = False,
 ) -> BaselineRun:
     """Features → :func:`fit_select_predict` → prediction table, for one model.
 
@@ -424,6 +468,8 @@ def run_baseline(
         As in :func:`fit_select_predict`.
     missing_gene_policy
         A target gene without features: a zero row (``"zero"``) or drop the condition.
+    reference
+        Fit the model's reference implementation (see :func:`fit_select_predict`).
     """
     spec, proto = registry.model(model), registry.protocol(protocol)
     means = profiles.to_df()
@@ -434,12 +480,18 @@ def run_baseline(
         features, report = perturbation_features(
             means.index, gene_features, missing=missing_gene_policy, combine=proto.combine
         )
-    fit = fit_select_predict(spec, features, means, split, protocol=proto, n_jobs=n_jobs)
+    fit = fit_select_predict(
+        spec, features, means, split, protocol=proto, n_jobs=n_jobs, reference=reference
+    )
     zero_filled = report["zero_filled_conditions"] if report else []
     table = prediction_table(
-        fit.predictions, model=spec.name, features=feature_set, protocol=proto.name,
-        var=profiles.var, flags={"fallback": fit.fallback_conditions, "zero_filled": zero_filled},
-    )  # fmt: skip
+        fit.predictions,
+        model=spec.name,
+        features=feature_set,
+        protocol=proto.name,
+        var=profiles.var,
+        flags={"fallback": fit.fallback_conditions, "zero_filled": zero_filled},
+    )
     return BaselineRun(table=table, fit=fit, feature_report=report)
 
 
@@ -472,7 +524,8 @@ class UntrustedTypeError(ModelFileError):
 #: Our own estimator classes that :func:`load_model` trusts (exact names, no other object of
 #: this module).
 _OWN_TYPES: frozenset[str] = frozenset(
-    f"{cls.__module__}.{cls.__name__}" for cls in (TrainMean, LinearPCAModel, AdditiveModel)
+    f"{cls.__module__}.{cls.__name__}"
+    for cls in (TrainMean, LinearPCAModel, AdditiveModel, CompressedTargetForest)
 )
 _TRUSTED_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.")
 

@@ -415,12 +415,22 @@ def pseudobulk_profiles(adata: AnnData, groupby: str = "condition") -> AnnData:
     """Pseudo-bulk profiles as AnnData: one observation per group.
 
     ``X`` holds the float64 group means of :func:`pseudobulk`, ``obs['n_cells']`` the number
-    of cells behind each mean (kept outside the gene matrix), ``var`` is ``adata.var`` (gene
-    ids and ``gene_name``). With GEARS conditions the ``ctrl`` row is the control mean.
+    of cells behind each mean (kept outside the gene matrix) and ``obs['first_cell']`` the
+    position of the group's first cell (GEARS lists conditions in that order), ``var`` is
+    ``adata.var`` (gene ids and ``gene_name``). With GEARS conditions the ``ctrl`` row is the
+    control mean.
     """
     means = pseudobulk(adata, groupby=groupby)
     sizes = group_sizes(adata, groupby=groupby).reindex(means.index)
-    obs = pd.DataFrame({"n_cells": sizes.to_numpy(np.int64)}, index=means.index.astype(str))
+    labels = adata.obs[groupby].astype(str)
+    first_cell = pd.Series(np.arange(len(labels)), index=labels.to_numpy()).groupby(level=0).min()
+    obs = pd.DataFrame(
+        {
+            "n_cells": sizes.to_numpy(np.int64),
+            "first_cell": first_cell.reindex(means.index.astype(str)).to_numpy(),
+        },
+        index=means.index.astype(str),
+    )
     obs.index.name = groupby
     return AnnData(X=means.to_numpy(), obs=obs, var=adata.var.copy())
 

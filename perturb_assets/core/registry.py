@@ -42,6 +42,7 @@ from sklearn.linear_model import ElasticNet
 from sklearn.neighbors import KNeighborsRegressor
 
 from perturb_assets.core.estimators import AdditiveModel, LinearPCAModel, TrainMean
+from perturb_assets.core.forest import CompressedTargetForest
 from perturb_assets.core.foundation import runs
 from perturb_assets.core.foundation.gears_model import GearsSettings
 from perturb_assets.core.foundation.scgpt_training import FineTuneSettings
@@ -155,6 +156,12 @@ class ModelSpec:
     build
         ``build(params, random_state, n_jobs)`` returns an unfitted estimator (pseudo-bulk
         models).
+    reference_build
+        The reference implementation of the same model, where :attr:`build` is a faster
+        equivalent (scikit-learn's forest on the raw targets for the random forest).
+    nested
+        A grid parameter whose smaller values are prefixes of the largest fit (the number of
+        trees): the grid is scored from one fit of the largest value.
     grid
         Hyperparameter grid of the published protocol (setting order = tie-break order).
     protocol_grids
@@ -190,6 +197,8 @@ class ModelSpec:
     title: str
     inputs: ModelInputs
     build: Callable[[Mapping[str, Any], int, int], BaseEstimator] | None = None
+    reference_build: Callable[[Mapping[str, Any], int, int], BaseEstimator] | None = None
+    nested: str | None = None
     grid: Grid = field(default_factory=dict)
     protocol_grids: Mapping[str, Grid] = field(default_factory=dict)
     feasible: Callable[[Mapping[str, Any], int], bool] = _always
@@ -223,10 +232,16 @@ class ModelSpec:
         return [dict(zip(keys, v, strict=True)) for v in itertools.product(*grid.values())]
 
     def estimator(
-        self, params: Mapping[str, Any] | None = None, random_state: int = 42, n_jobs: int = 1
+        self,
+        params: Mapping[str, Any] | None = None,
+        random_state: int = 42,
+        n_jobs: int = 1,
+        reference: bool = False,
     ) -> BaseEstimator:
-        """An unfitted estimator of this model with ``params``."""
-        return self.build(dict(params or {}), random_state, n_jobs)
+        """An unfitted estimator of this model with ``params`` (the reference implementation
+        with ``reference``)."""
+        build = self.reference_build if reference and self.reference_build else self.build
+        return build(dict(params or {}), random_state, n_jobs)
 
     def design(self, conditions: Sequence[str], features: pd.DataFrame | None) -> Any:
         """The ``X`` this model's estimator gets for ``conditions``."""
@@ -269,9 +284,13 @@ MODELS: dict[str, ModelSpec] = _models(
         name="random_forest",
         title="Random Forest",
         inputs="features",
-        build=lambda params, rs, n_jobs: RandomForestRegressor(
+        build=lambda params, rs, n_jobs: CompressedTargetForest(
             random_state=rs, n_jobs=n_jobs, **params
         ),
+        reference_build=lambda params, rs, n_jobs: RandomForestRegressor(
+            random_state=rs, n_jobs=n_jobs, **params
+        ),
+        nested="n_estimators",
         grid={"n_estimators": (100, 300)},
         protocol_grids={PREPRINT_2024.name: {"n_estimators": (300,)}},
     ),
@@ -451,3 +470,8 @@ def predictors(foundation: bool | None = None) -> Iterator[Predictor]:
             yield from (Predictor(spec, fs) for fs in FEATURE_SETS.values())
         else:
             yield Predictor(spec, None)
+
+
+#: The paper's hardest-to-beat baseline, Random Forest on GO features (the diversity sweep's
+#: "best model").
+STRONG_BASELINE = Predictor(MODELS["random_forest"], GO_FEATURES)

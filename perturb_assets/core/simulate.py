@@ -69,6 +69,8 @@ from perturb_assets.core.pseudobulk import group_sums, pseudobulk
 
 #: The simulator's GO stand-in, written beside the GEARS file.
 GMT_NAME = "gene_annotations.gmt"
+#: The simulator's ground-truth gene programs as gene sets (for embedding coherence).
+PROGRAMS_GMT_NAME = "gene_programs.gmt"
 
 #: Supported CRISPR modalities.
 MODALITIES: tuple[str, ...] = ("crispri", "crispra")
@@ -731,6 +733,8 @@ def write_gears_dataset(sim: SimulatedDataset, folder: str | os.PathLike[str]) -
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / gears.FILENAME, lambda tmp: sim.adata.write_h5ad(tmp))
     atomic_write(folder / GMT_NAME, lambda tmp: _write_gmt(sim, tmp))
+    programs = (sim.programs > 0).astype(np.int8)
+    atomic_write(folder / PROGRAMS_GMT_NAME, lambda tmp: write_gmt(programs, tmp))
     (folder / EMBEDDINGS_SUBDIR).mkdir(exist_ok=True)
     for name, table in simulated_embeddings(sim).items():
         atomic_write(folder / EMBEDDINGS_SUBDIR / f"{name}.parquet", table.to_parquet)
@@ -1205,15 +1209,20 @@ def _annotations(
 
 def _write_gmt(sim: SimulatedDataset, path: Path) -> None:
     """Write the annotation matrix as a GMT file."""
-    ann = sim.annotations
-    genes = ann.index.to_numpy().astype(str)
-    matrix = ann.to_numpy()
+    write_gmt(sim.annotations, path, sim.term_descriptions)
+
+
+def write_gmt(
+    matrix: pd.DataFrame, path: str | os.PathLike[str], descriptions: pd.Series | None = None
+) -> None:
+    """Write a binary gene × set matrix as a GMT file (set, description, member genes)."""
+    genes = matrix.index.to_numpy().astype(str)
+    values = matrix.to_numpy()
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for j, term in enumerate(ann.columns):
-            described = sim.term_descriptions
-            description = term if described is None else described.get(term, term)
+        for j, term in enumerate(matrix.columns):
+            description = term if descriptions is None else descriptions.get(term, term)
             description = str(description).replace("\t", " ").replace("\n", " ")
-            members = genes[matrix[:, j] != 0]
+            members = genes[values[:, j] != 0]
             handle.write("\t".join([str(term), description, *members]) + "\n")
 
 

@@ -49,13 +49,13 @@ class LocalAssetIOManager(dg.ConfigurableIOManager):
             return
         stem = self._stem(context)
         if isinstance(obj, ad.AnnData):
-            path = stem.with_suffix(".zarr")
+            path = _with_suffix(stem, ".zarr")
             atomic_write(path, obj.write_zarr)
         elif isinstance(obj, pd.DataFrame):
-            path = stem.with_suffix(".parquet")
+            path = _with_suffix(stem, ".parquet")
             atomic_write(path, obj.to_parquet)
         elif isinstance(obj, dict | list):
-            path = stem.with_suffix(".json")
+            path = _with_suffix(stem, ".json")
             atomic_write(path, lambda tmp: _write_json(obj, tmp))
         else:
             raise TypeError(
@@ -64,7 +64,7 @@ class LocalAssetIOManager(dg.ConfigurableIOManager):
             )
         # Other formats left by an earlier code version would shadow this one on load.
         for suffix in _SUFFIXES:
-            other = stem.with_suffix(suffix)
+            other = _with_suffix(stem, suffix)
             if suffix != path.suffix and other.exists():
                 shutil.rmtree(other) if other.is_dir() else other.unlink()
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
@@ -93,7 +93,7 @@ class LocalAssetIOManager(dg.ConfigurableIOManager):
 
 def _existing(stem: Path) -> Path | None:
     for suffix in _SUFFIXES:
-        path = stem.with_suffix(suffix)
+        path = _with_suffix(stem, suffix)
         if path.exists():
             return path
     return None
@@ -105,3 +105,9 @@ def _read(path: Path) -> Any:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     return json.loads(path.read_text())
+
+
+def _with_suffix(stem: Path, suffix: str) -> Path:
+    """``stem`` + ``suffix`` (not ``Path.with_suffix``: a partition key such as ``0.25`` has a
+    dot that is not a suffix)."""
+    return stem.with_name(stem.name + suffix)

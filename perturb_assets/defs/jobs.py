@@ -2,13 +2,18 @@
 
 import dagster as dg
 
+from perturb_assets.defs.analyses.assets import sweep_levels
 from perturb_assets.defs.features.assets import embedding_files
 from perturb_assets.defs.foundation.assets import scgpt_checkpoint
 from perturb_assets.defs.models.user import user_prediction_files
 from perturb_assets.defs.partitions import dataset_partitions
 
 FOUNDATION = dg.AssetSelection.groups("foundation")
-CROSS_DATASET = dg.AssetSelection.assets("benchmark_summary", "scgpt_gene_embeddings")
+# The assets that gather every dataset (unpartitioned), and the sweep (its own partitions).
+REPORT = dg.AssetSelection.assets(
+    "benchmark_summary", "diversity_overview", "diversity_sweep_summary", "benchmark_report"
+)
+CROSS_DATASET = REPORT | dg.AssetSelection.assets("scgpt_gene_embeddings", "diversity_sweep")
 
 # The main job: every per-dataset asset (and its checks) for one dataset partition, except the
 # GPU-tagged foundation models, which have their own job.
@@ -25,17 +30,26 @@ main_job = dg.define_asset_job(
 foundation_job = dg.define_asset_job(
     "foundation_job",
     selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint"))
-    | dg.AssetSelection.assets("metrics"),
+    | dg.AssetSelection.assets("metrics", "metrics_per_condition"),
     partitions_def=dataset_partitions,
     description="Train scGPT, GEARS and GEARS + scFoundation embeddings on one dataset "
     "partition (on a GPU when present) and rescore it.",
 )
 
-# The cross-dataset table, over whichever dataset partitions are materialised.
+# The cross-dataset tables and the report, over whichever partitions are materialised.
 summary_job = dg.define_asset_job(
     "benchmark_summary_job",
-    selection=dg.AssetSelection.assets("benchmark_summary"),
-    description="Collect every materialised dataset's metrics into benchmark_summary.",
+    selection=REPORT,
+    description="Collect every materialised dataset's metrics and analyses into "
+    "benchmark_summary and the benchmark report.",
+)
+
+# The diversity sweep: one simulated dataset per diversity level (run it per partition).
+sweep_job = dg.define_asset_job(
+    "diversity_sweep_job",
+    selection=dg.AssetSelection.assets("diversity_sweep"),
+    partitions_def=sweep_levels,
+    description="Simulate and score one diversity level of the sweep.",
 )
 
 # Observing the embedding files records their sha256 as a data version; when a file changes,

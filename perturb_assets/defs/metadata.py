@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import dagster as dg
@@ -41,3 +42,9 @@ def frame_sha256(df: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(df, index=True).values.tobytes())
     h.update("\x1f".join(map(str, df.columns)).encode())
     return h.hexdigest()
+
+
+def figure(png: bytes, title: str = "") -> dg.MetadataValue:
+    """A PNG shown inline in the Dagster UI (a markdown image with a data URI)."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")

@@ -1,0 +1,122 @@
+"""The analyses as assets on synthetic data, the sweep, and the report in a real browser."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+import perturb_assets.defs
+from perturb_assets.core import benchmark as B
+from perturb_assets.core import registry
+from perturb_assets.defs.resources import build_resources
+
+SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
+SWEEP = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 40}
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The main job on synthetic, two sweep levels, then the cross-dataset tables and report."""
+    root = tmp_path_factory.mktemp("analyses")
+    defs = dg.Definitions.merge(
+        dg.load_defs(perturb_assets.defs), dg.Definitions(resources=build_resources(root))
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    main = defs.resolve_job_def("main_job").execute_in_process(
+        partition_key="synthetic", instance=instance,
+        run_config={"ops": {"raw_dataset": {"config": SIM}}},
+    )  # fmt: skip
+    assert main.success
+    sweep = defs.resolve_job_def("diversity_sweep_job")
+    for level in ("0.00", "1.00"):
+        config = {"ops": {"diversity_sweep": {"config": SWEEP}}}
+        assert sweep.execute_in_process(
+            partition_key=level, instance=instance, run_config=config
+        ).success
+    assert (
+        defs.resolve_job_def("benchmark_summary_job").execute_in_process(instance=instance).success
+    )
+    return root, instance, main
+
+
+def _metadata(instance, key: str, partition: str | None = "synthetic") -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_dataset_diversity_reports_medians_beside_the_papers_and_draws_the_heatmap(run):
+    root, instance, _ = run
+    meta = _metadata(instance, "dataset_diversity")
+    assert 0.2 < meta["median_pairwise_delta_corr"] < 0.9
+    assert {"test_train_median_delta_corr", "test_train_median_delta_corr_reference_compat",
+            "n_trainval", "n_control_cells"} <= set(meta)  # fmt: skip
+    assert meta["heatmap"].startswith("![](data:image/png;base64,")
+
+
+def test_adequacy_check_records_the_dynamic_range(run):
+    _, _, main = run
+    (evaluation,) = [e for e in main.get_asset_check_evaluations()
+                     if e.check_name == "benchmark_adequacy"]  # fmt: skip
+    assert "dynamic_range" in evaluation.metadata and "best_model" in evaluation.metadata
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_train_mean_discriminates_at_chance_and_random_forest_clearly_better(run):
+    root, *_ = run
+    table = pd.read_parquet(root / "assets" / "metrics" / "synthetic.parquet")
+    rows = table[(table["subgroup"] == "all") & (table["metric"] == "discrimination_l1")]
+    rows = rows.set_index(["model", "features"])
+    train_mean = rows.loc[(registry.BASELINE.name, "none")]
+    strong = rows.loc[(registry.STRONG_BASELINE.model.name, registry.GO_FEATURES.name)]
+    assert abs(train_mean["value"] - 0.5) < 0.06
+    assert train_mean["ci_low"] < 0.5 < train_mean["ci_high"]
+    assert strong["diff_ci_low"] > 0 and strong["ci_low"] > train_mean["value"]
+    ceiling = rows.loc[(B.CEILING_MODEL, "none")]
+    assert ceiling["value"] > strong["value"]
+    per_condition = pd.read_parquet(root / "assets" / "metrics_per_condition" / "synthetic.parquet")
+    assert {"condition", "model", "metric", "value"} <= set(per_condition.columns)
+
+
+def test_coherence_finds_the_simulated_programs(run):
+    root, *_ = run
+    per_set = pd.read_parquet(root / "assets" / "embedding_coherence" / "synthetic.parquet")
+    mean = per_set.groupby("embedding")["delta"].mean()
+    # The stand-ins carry program signal through different amounts of noise.
+    assert mean["scelmo"] > mean["scfoundation"] > 0
+    assert set(per_set["collection"]) == {"simulated_programs"}
+
+
+def test_sweep_relates_diversity_to_dynamic_range(run):
+    root, *_ = run
+    sweep = pd.read_parquet(root / "assets" / "diversity_sweep_summary" / "__all__.parquet")
+    low, high = sweep.set_index("diversity").loc[[0.0, 1.0], "median_corr"]
+    assert low > high  # more diversity, less alike
+    ranges = sweep.set_index("diversity")["dynamic_range"]
+    assert ranges[1.0] > ranges[0.0]
+
+
+def test_report_opens_in_a_real_browser_with_every_figure(run):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (deploy/test.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    root, instance, _ = run
+    report = Path(_metadata(instance, "benchmark_report", None)["report"])
+    expected = {"fig1_synthetic", "fig2ab", "fig2c_synthetic", "fig2d", "fig2e", "supp_fig2",
+                "supp_fig1_synthetic", "sweep", "discrimination_synthetic"}  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(report.as_uri())
+        figures = page.eval_on_selector_all(
+            "figure", "els => els.map(f => [f.id, f.querySelector('img').complete, "
+            "f.querySelector('img').naturalWidth])",
+        )  # fmt: skip
+        shot = root / "report.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert expected <= {name for name, _, _ in figures}
+    assert all(complete and width > 0 for _, complete, width in figures)  # no broken image
+    assert shot.stat().st_size > 10_000

@@ -6,7 +6,8 @@ simulate OUT        write a synthetic GEARS dataset folder (see ``perturb_assets
 add-dataset SRC     validate a GEARS folder or raw-count .h5ad and add it as a dataset partition
 list-datasets       print the dataset partitions (built-in and user)
 fetch NAME          download and unpack a built-in GEARS dataset into the data root
-run JOB             run a job of the code location on $DAGSTER_HOME's instance, one line per step
+run JOB             run a job of the code location on $DAGSTER_HOME's instance, one line per step,
+                    with the executor of $PERTURB_ASSETS_EXECUTOR (see ``perturb_assets.config``)
 summary             print a dataset's headline table (ours beside the paper's) and the report path
 """
 
@@ -45,6 +46,28 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _execute(
+    job_name: str, partition: str | None, run_config: dict, select: list[str] | None = None
+) -> bool:
+    """Run a job of the code location with its executor ($PERTURB_ASSETS_EXECUTOR): in this
+    process, or steps side by side in subprocesses, which re-import the code location."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repository = ReconstructableRepository.for_module(
+        "perturb_assets.definitions", "defs", working_directory=str(Path.cwd())
+    )
+    tags = {"dagster/partition": partition} if partition else None
+    with dg.execute_job(
+        repository.get_reconstructable_job(job_name),
+        dg.DagsterInstance.get(),
+        run_config=run_config,
+        tags=tags,
+        asset_selection=[dg.AssetKey(key) for key in select] if select else None,
+    ) as result:
+        return result.success
+
+
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
     import yaml
@@ -69,10 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     for partition in partitions:
         label = f" {partition}" if partition else ""
         print(f"[run] {args.job}{label}", file=sys.stderr, flush=True)
-        result = job.execute_in_process(
-            instance=instance, partition_key=partition, run_config=config, raise_on_error=False
-        )
-        if not result.success:
+        select = [k.strip() for k in args.select.split(",")] if args.select else None
+        if not _execute(args.job, partition, config, select):
             print(f"error: {args.job}{label} failed; see the run in the UI", file=sys.stderr)
             return 1
     return 0
@@ -119,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument(
         "--url-template", default=None, help="mirror URL with a {file_id} placeholder"
     )
-    run = sub.add_parser("run", help="run a job (main_job, foundation_job, ...) in this process")
+    run = sub.add_parser(
+        "run",
+        help="run a job (main_job, foundation_job, ...) with the configured executor "
+        "($PERTURB_ASSETS_EXECUTOR: in this process, or steps side by side)",
+    )
     run.add_argument("job")
+    run.add_argument(
+        "--select", default=None, help="only these assets of the job (comma-separated keys)"
+    )
     run.add_argument("--partition", default=None)
     run.add_argument("--all-partitions", action="store_true", help="every partition in turn")
     run.add_argument("--missing-only", action="store_true", help="skip materialised partitions")

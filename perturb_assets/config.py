@@ -2,6 +2,7 @@
 
 ``PERTURB_ASSETS_DATA_ROOT`` overrides the data root; the default is ``./data`` relative to
 the working directory, which is the repository root for ``dagster dev`` and the CLI.
+:func:`compute_budget` says how many cores a run uses and how steps share them.
 
 Layout under the data root::
 
@@ -16,6 +17,7 @@ Layout under the data root::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 DATA_ROOT_ENV = "PERTURB_ASSETS_DATA_ROOT"
@@ -24,3 +26,75 @@ DATA_ROOT_ENV = "PERTURB_ASSETS_DATA_ROOT"
 def data_root() -> Path:
     """The data root: ``$PERTURB_ASSETS_DATA_ROOT`` or ``./data``."""
     return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser().resolve()
+
+
+CORES_ENV = "PERTURB_ASSETS_CORES"
+CONCURRENT_ENV = "PERTURB_ASSETS_MAX_CONCURRENT"
+EXECUTOR_ENV = "PERTURB_ASSETS_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "k8s")
+
+
+@dataclass(frozen=True)
+class ComputeBudget:
+    """How many cores a run may use and how they are shared between steps.
+
+    ``concurrent_steps`` steps run side by side (the multiprocess executor's ``max_concurrent``;
+    1 in process) and each step's parallel work (random-forest trees, kNN, BLAS) gets
+    ``jobs_per_step = cores // concurrent_steps`` threads, so the run never asks for more
+    threads than cores.
+    """
+
+    cores: int
+    concurrent_steps: int
+
+    @property
+    def jobs_per_step(self) -> int:
+        return max(1, self.cores // self.concurrent_steps)
+
+
+def _positive_int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r}: expected a positive integer (unset it for {default})")
+    return int(raw)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def executor_kind() -> str:
+    """``$PERTURB_ASSETS_EXECUTOR``: ``in_process`` (default), ``multiprocess`` or ``k8s``."""
+    kind = os.environ.get(EXECUTOR_ENV, "in_process")
+    if kind not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR_ENV}={kind!r}; use one of {', '.join(EXECUTORS)}")
+    return kind
+
+
+def compute_budget() -> ComputeBudget:
+    """The budget from ``$PERTURB_ASSETS_CORES`` (default: the available cores) and
+    ``$PERTURB_ASSETS_MAX_CONCURRENT`` (multiprocess executor only; default: as many steps as
+    cores). In process, and in a Kubernetes step pod, one step has the cores to itself.
+
+    Raises
+    ------
+    ValueError
+        If a variable is not a positive integer, or more steps than cores are asked for.
+    """
+    cores = _positive_int_env(CORES_ENV, available_cores())
+    shared = executor_kind() == "multiprocess"
+    concurrent = _positive_int_env(CONCURRENT_ENV, cores if shared else 1)
+    if not shared and concurrent != 1:
+        raise ValueError(
+            f"{CONCURRENT_ENV}={concurrent} needs {EXECUTOR_ENV}=multiprocess (in process and "
+            "in a Kubernetes pod one step runs at a time)"
+        )
+    if concurrent > cores:
+        raise ValueError(
+            f"{CONCURRENT_ENV}={concurrent} exceeds {CORES_ENV}={cores}: steps would "
+            "oversubscribe the cores"
+        )
+    return ComputeBudget(cores, concurrent)

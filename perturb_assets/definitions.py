@@ -4,30 +4,32 @@ Environment:
 - ``PERTURB_ASSETS_DATA_ROOT``: data root (default ``./data``).
 - ``PERTURB_ASSETS_EXECUTOR``: ``in_process`` (default: no per-step process start-up, which
   costs more than most steps on a laptop), ``multiprocess`` or ``k8s``.
+- ``PERTURB_ASSETS_CORES`` and ``PERTURB_ASSETS_MAX_CONCURRENT``: the compute budget
+  (:func:`perturb_assets.config.compute_budget`): steps side by side × threads per step never
+  exceeds the cores.
 """
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 import perturb_assets.defs
+from perturb_assets.config import compute_budget, executor_kind
 from perturb_assets.defs.console import progress_console
 from perturb_assets.defs.resources import default_resources
 
 
 def _executor() -> dg.ExecutorDefinition:
-    kind = os.environ.get("PERTURB_ASSETS_EXECUTOR", "in_process")
-    if kind == "in_process":
-        return dg.in_process_executor
+    kind = executor_kind()
     if kind == "multiprocess":
-        return dg.multiprocess_executor.configured({"max_concurrent": 2})
+        return dg.multiprocess_executor.configured(
+            {"max_concurrent": compute_budget().concurrent_steps}
+        )
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    raise ValueError(f"PERTURB_ASSETS_EXECUTOR={kind!r}; use 'in_process', 'multiprocess' or 'k8s'")
+    return dg.in_process_executor
 
 
 defs = dg.Definitions.merge(

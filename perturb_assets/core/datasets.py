@@ -41,6 +41,7 @@ import scipy.sparse as sp
 
 from perturb_assets.core import gears
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.presets import PRESETS
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -99,7 +100,7 @@ class BuiltinDataset:
         return self.file_id is not None
 
 
-#: Built-in datasets: the four GEARS Dataverse datasets and the locally simulated one.
+#: Built-in datasets: the four GEARS Dataverse datasets and the simulator's presets.
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     "adamson": BuiltinDataset(
         "adamson", 6154417, "Adamson et al. 2016, K562 CRISPRi, single perturbations"
@@ -117,9 +118,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
         7458694,
         "Replogle et al. 2022, RPE1 essential genes (GEARS-filtered subset)",
     ),
-    "synthetic": BuiltinDataset(
-        "synthetic", None, "Synthetic Perturb-seq data generated locally by the simulator"
-    ),
+    # Simulated locally, one per simulator preset: synthetic, adamson_like, ... rpe1_like.
+    **{name: BuiltinDataset(name, None, preset.description) for name, preset in PRESETS.items()},
 }
 
 

@@ -42,6 +42,7 @@ Run as a script to write a dataset folder::
 
     python -m perturb_assets.core.simulate OUT_FOLDER --cells 6000 --genes 1000 \\
         --perturbations 120 --combo-fraction 0 --diversity 0.5 --seed 0
+    python -m perturb_assets.core.simulate OUT_FOLDER --preset k562_like   # see core.presets
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.features import EMBEDDINGS_SUBDIR
 from perturb_assets.core.foundation import scgpt_checkpoint
 from perturb_assets.core.gears import CONTROL
+from perturb_assets.core.presets import PRESETS, preset_params
 from perturb_assets.core.pseudobulk import group_sums, pseudobulk
 
 #: The simulator's GO stand-in, written beside the GEARS file.
@@ -363,6 +365,12 @@ def simulate(
         f"correlation {sim.metadata['median_pairwise_delta_correlation']:.3f}"
     )
     return sim
+
+
+def simulated_conditions(params: SimulationParams) -> list[str]:
+    """The conditions :func:`simulate` gives ``params`` (``ctrl`` first), without simulating a
+    cell: the design is the first thing drawn from the seed."""
+    return _draw_genes(np.random.default_rng(params.seed), params).conditions
 
 
 def _draw_genes(rng: np.random.Generator, params: SimulationParams) -> _Genes:
@@ -806,34 +814,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write a simulated Perturb-seq dataset in GEARS perturb_processed.h5ad layout.",
     )
     parser.add_argument("out_folder", type=Path, help="output folder")
-    parser.add_argument("--cells", type=int, default=6000)
-    parser.add_argument("--genes", type=int, default=1000)
-    parser.add_argument("--perturbations", type=int, default=120)
-    parser.add_argument("--combo-fraction", type=float, default=0.0)
-    parser.add_argument("--diversity", type=float, default=0.5)
-    parser.add_argument("--terms", type=int, default=300)
-    parser.add_argument("--modality", choices=MODALITIES, default="crispri")
-    parser.add_argument("--cell-type", default="K562")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a preset (the other options override it); without one: the "
+        "simulator's defaults (6,000 cells, 1,000 genes, 120 single perturbations)",
+    )
+    parser.add_argument("--cells", type=int, dest="n_cells")
+    parser.add_argument("--genes", type=int, dest="n_genes")
+    parser.add_argument("--perturbations", type=int, dest="n_perturbations")
+    parser.add_argument("--combo-fraction", type=float)
+    parser.add_argument("--diversity", type=float)
+    parser.add_argument("--terms", type=int, dest="n_terms")
+    parser.add_argument("--modality", choices=MODALITIES)
+    parser.add_argument("--cell-type")
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--no-de", action="store_true", help="skip the GEARS DE-gene uns fields")
-    args = parser.parse_args(argv)
+    args = vars(parser.parse_args(argv))
+    out_folder, preset = args.pop("out_folder"), args.pop("preset")
+    args["compute_de"] = not args.pop("no_de")
     try:
-        sim = simulate_perturbseq(
-            n_cells=args.cells,
-            n_genes=args.genes,
-            n_perturbations=args.perturbations,
-            combo_fraction=args.combo_fraction,
-            diversity=args.diversity,
-            n_terms=args.terms,
-            modality=args.modality,
-            cell_type=args.cell_type,
-            seed=args.seed,
-            compute_de=not args.no_de,
-            progress=lambda message: print(message, flush=True),
-        )
+        given = {k: v for k, v in args.items() if v is not None}
+        params = preset_params(preset, **given) if preset else SimulationParams(**given)
+        sim = simulate(params, progress=lambda message: print(message, flush=True))
     except ValueError as err:
         parser.error(str(err))
-    folder = write_gears_dataset(sim, args.out_folder)
+    folder = write_gears_dataset(sim, out_folder)
     print(f"wrote {folder / gears.FILENAME} and {folder / GMT_NAME}", flush=True)
     return 0
 

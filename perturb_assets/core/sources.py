@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -14,6 +15,7 @@ from perturb_assets.core.datasets import (
     discover_user_datasets,
 )
 from perturb_assets.core.download import fetch_gears_dataset
+from perturb_assets.core.presets import preset_params
 from perturb_assets.core.simulate import GMT_NAME, SimulationParams, simulate, write_gears_dataset
 
 __all__ = ["RawDataset", "UnknownDatasetError", "obtain_dataset"]
@@ -34,7 +36,7 @@ class RawDataset:
     origin
         ``"simulator"``, ``"dataverse"`` or ``"user"``.
     annotations
-        The simulator's GO stand-in (a GMT file), for ``synthetic`` only.
+        The simulator's GO stand-in (a GMT file), for simulated datasets only.
     """
 
     path: Path
@@ -48,14 +50,18 @@ def obtain_dataset(
     *,
     url_template: str | None = None,
     simulation: SimulationParams | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RawDataset:
     """Simulate, download or find dataset ``name`` under ``data_root``.
 
-    The built-in dataset without a download (``synthetic``) is simulated with ``simulation``
-    (default parameters when ``None``) into ``<root>/gears/synthetic``; the other built-in
+    A built-in dataset without a download (``synthetic`` and the other simulator presets) is
+    simulated with ``simulation`` (the preset of that name when ``None``) into
+    ``<root>/gears/<name>``; the other built-in
     datasets are fetched from Dataverse (or the mirror ``url_template``) by
     :func:`~perturb_assets.core.download.fetch_gears_dataset`; anything else must be a user
     dataset under ``<root>/datasets``.
+
+    ``progress`` receives the simulator's progress lines.
 
     Raises
     ------
@@ -68,7 +74,7 @@ def obtain_dataset(
     builtin = BUILTIN_DATASETS.get(name)
     if builtin is not None and not builtin.is_downloadable:
         folder = builtin_dataset_dir(name, root)
-        write_gears_dataset(simulate(simulation or SimulationParams()), folder)
+        write_gears_dataset(simulate(simulation or preset_params(name), progress), folder)
         return RawDataset(folder / gears.FILENAME, "simulator", folder / GMT_NAME)
     if builtin is not None:
         folder = fetch_gears_dataset(name, root, url_template=url_template or None)

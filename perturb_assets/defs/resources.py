@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from perturb_assets.config import data_root
+from perturb_assets.config import ComputeBudget, compute_budget, data_root
 
 
 class DataSources(dg.ConfigurableResource):
@@ -45,11 +45,38 @@ class DataSources(dg.ConfigurableResource):
         return self.root / "models" / asset_name / f"{partition}.skops"
 
 
-def build_resources(root: str | Path | None = None, dataverse_url_template: str = "") -> dict:
+class Compute(dg.ConfigurableResource):
+    """The threads one step may use (:class:`perturb_assets.config.ComputeBudget`).
+
+    Attributes
+    ----------
+    jobs_per_step
+        ``n_jobs`` of random forests and kNN.
+    limit_blas
+        Also cap BLAS / OpenMP threads in the step's process at ``jobs_per_step`` (when steps
+        run side by side; alone, a step's BLAS may use every core).
+    """
+
+    jobs_per_step: int = 1
+    limit_blas: bool = False
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.limit_blas:
+            from threadpoolctl import threadpool_limits
+
+            # Process-wide and kept for the step's lifetime (the step owns its process).
+            self._blas_limit = threadpool_limits(self.jobs_per_step)
+
+
+def build_resources(
+    root: str | Path | None = None,
+    dataverse_url_template: str = "",
+    budget: ComputeBudget | None = None,
+) -> dict:
     """The resources of a local deployment rooted at ``root`` (default: the data root).
 
     The IO manager and the model files read the same :class:`DataSources`, so one setting
-    moves everything.
+    moves everything. ``budget`` defaults to :func:`perturb_assets.config.compute_budget`.
     """
     # Imported here: the IO manager module needs DataSources from this one.
     from perturb_assets.defs.io_managers import LocalAssetIOManager
@@ -58,9 +85,13 @@ def build_resources(root: str | Path | None = None, dataverse_url_template: str 
         data_root=str(Path(root) if root is not None else data_root()),
         dataverse_url_template=dataverse_url_template,
     )
+    budget = budget or compute_budget()
     resources: dict[str, Any] = {
         "data_sources": sources,
         "io_manager": LocalAssetIOManager(data_sources=sources),
+        "compute": Compute(
+            jobs_per_step=budget.jobs_per_step, limit_blas=budget.concurrent_steps > 1
+        ),
     }
     return resources
 

@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: Dagster reads config and IO type
 runtime annotations.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,7 @@ from perturb_assets.core import de, splits
 from perturb_assets.core.datasets import dataset_summary, load_expression
 from perturb_assets.core.download import DownloadError, is_retryable, sha256_file
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.presets import PRESETS, PresetName, preset_params
 from perturb_assets.core.pseudobulk import pseudobulk_profiles
 from perturb_assets.core.simulate import SimulationParams
 from perturb_assets.core.sources import UnknownDatasetError, obtain_dataset
@@ -31,36 +33,50 @@ DOWNLOAD_BACKOFF_S = 15
 
 
 class SyntheticConfig(dg.Config):
-    """Simulator knobs, used only for the ``synthetic`` partition; checked by
-    :class:`~perturb_assets.core.simulate.SimulationParams` before anything is simulated."""
+    """Simulator settings, used only for simulated partitions (``synthetic``, ``adamson_like``,
+    ``norman_like``, ``k562_like``, ``rpe1_like``; :data:`perturb_assets.core.presets.PRESETS`).
 
-    n_cells: int = 6000
-    n_genes: int = 1000
-    n_perturbations: int = 120
-    combo_fraction: float = 0.3
-    diversity: float = 0.5
-    modality: Literal["crispri", "crispra"] = "crispri"
-    seed: int = 0
+    ``preset`` picks the base values (``partition``, the default: the partition's own preset);
+    every other field left empty (or ``modality="preset"``) keeps the preset's value. Checked by
+    :class:`~perturb_assets.core.simulate.SimulationParams` before anything is simulated.
+    """
+
+    preset: Literal["partition", PresetName] = "partition"
+    n_cells: int | None = None
+    n_genes: int | None = None
+    n_perturbations: int | None = None
+    combo_fraction: float | None = None
+    diversity: float | None = None
+    modality: Literal["preset", "crispri", "crispra"] = "preset"
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> "SyntheticConfig":
-        self.params()
+        self.params("synthetic")
         return self
 
-    def params(self) -> SimulationParams:
-        return SimulationParams(**self.model_dump())
+    def params(self, partition: str) -> SimulationParams:
+        """The simulation of ``partition`` (its preset unless ``preset`` names another)."""
+        overrides = self.model_dump(exclude={"preset"})
+        if overrides["modality"] == "preset":
+            overrides["modality"] = None
+        return preset_params(partition if self.preset == "partition" else self.preset, **overrides)
 
 
-def _obtain(name: str, sources: DataSources, config: SyntheticConfig, retry_number: int):
+def _obtain(context: dg.AssetExecutionContext, sources: DataSources, config: SyntheticConfig):
     """Core's :func:`obtain_dataset`, with Dagster's retry only for transient download errors."""
+    name = context.partition_key
     try:
         return obtain_dataset(
-            name, sources.root, url_template=sources.dataverse_url_template,
-            simulation=config.params(),
-        )  # fmt: skip
+            name,
+            sources.root,
+            url_template=sources.dataverse_url_template,
+            simulation=config.params(name) if name in PRESETS else None,
+            progress=context.log.info,
+        )
     except (DownloadError, DatasetError) as exc:
         if is_retryable(exc):  # the .part file resumes on the next attempt
-            wait = DOWNLOAD_BACKOFF_S * 2**retry_number
+            wait = DOWNLOAD_BACKOFF_S * 2**context.retry_number
             raise dg.RetryRequested(DOWNLOAD_RETRIES, seconds_to_wait=wait) from exc
         raise dg.Failure(str(exc), allow_retries=False) from exc
     except UnknownDatasetError as exc:
@@ -73,17 +89,19 @@ def _obtain(name: str, sources: DataSources, config: SyntheticConfig, retry_numb
     code_version="2",
     kinds={"h5ad"},
     description="The raw GEARS dataset file: downloaded from Dataverse (or a mirror), "
-    "simulated for `synthetic`, or a user file. Stored as a manifest with its sha256.",
+    "simulated for the simulator presets (`synthetic`, `k562_like`, ...), or a user file. "
+    "Stored as a manifest with its sha256.",
 )
 def raw_dataset(
     context: dg.AssetExecutionContext, config: SyntheticConfig, data_sources: DataSources
 ) -> dg.Output[dict]:
     name = context.partition_key
-    raw = _obtain(name, data_sources, config, context.retry_number)
+    raw = _obtain(context, data_sources, config)
     sha, size = sha256_file(raw.path), raw.path.stat().st_size
     manifest = {"dataset": name, "path": str(raw.path), "sha256": sha, "origin": raw.origin}
     if raw.annotations is not None:
-        manifest |= {"annotations": str(raw.annotations), "simulator_config": config.model_dump()}
+        simulation = dataclasses.asdict(config.params(name))
+        manifest |= {"annotations": str(raw.annotations), "simulator_config": simulation}
     context.log.info(f"{name}: {raw.origin} file {raw.path} ({size:,} bytes)")
     return dg.Output(
         manifest,

@@ -20,7 +20,7 @@ from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.predictions import prediction_table
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import Compute, DataSources
 
 GROUP = "models"
 
@@ -33,9 +33,14 @@ class PredictionConfig(dg.Config):
 
 class FeaturePredictionConfig(PredictionConfig):
     """Also: a condition whose target gene has no features gets a zero vector (``zero``, the
-    default) or is left out of training and prediction (``drop``)."""
+    default) or is left out of training and prediction (``drop``); and ``implementation``:
+    ``reference`` fits the model's reference implementation where it has a faster equivalent
+    (scikit-learn's ``RandomForestRegressor`` on the raw targets instead of
+    :class:`~perturb_assets.core.forest.CompressedTargetForest`, each grid setting on its own).
+    """
 
     missing_gene_policy: Literal["zero", "drop"] = "zero"
+    implementation: Literal["fast", "reference"] = "fast"
 
 
 def _skipped(predictor: registry.Predictor, profiles: ad.AnnData, protocol: str):
@@ -71,23 +76,28 @@ def _run_metadata(run: M.BaselineRun, model_path) -> dict:
 def _predict(
     context: dg.AssetExecutionContext,
     predictor: registry.Predictor,
-    data_sources: DataSources,
+    resources: tuple[DataSources, Compute],
     inputs: tuple[ad.AnnData, pd.DataFrame, pd.DataFrame | None],
     protocol: str,
-    missing_gene_policy: Literal["zero", "drop"] = "zero",
+    config: FeaturePredictionConfig | None = None,
 ) -> dg.Output[ad.AnnData]:
-    profiles, split, gene_features = inputs
+    (data_sources, compute), (profiles, split, gene_features) = resources, inputs
     if predictor.features is not None and gene_features.empty:
         context.log.warning(f"{predictor.name}: no {predictor.features.name} features; skipped")
         return _skipped(predictor, profiles, protocol)
     context.log.info(f"{predictor.name}: fitting on {context.partition_key} ({protocol})")
+    reference = config is not None and config.implementation == "reference"
     run = M.run_baseline(
         predictor.model, profiles, split, gene_features, feature_set=predictor.features_label,
-        protocol=protocol, missing_gene_policy=missing_gene_policy, n_jobs=-1,
+        protocol=protocol, n_jobs=compute.jobs_per_step, reference=reference,
+        missing_gene_policy=config.missing_gene_policy if config else "zero",
     )  # fmt: skip
     model_path = data_sources.model_file(predictor.name, context.partition_key)
     atomic_write(model_path, lambda tmp: M.save_model(run.fit.model, tmp))
-    return dg.Output(run.table, metadata=_run_metadata(run, model_path))
+    metadata = _run_metadata(run, model_path) | {"n_jobs": compute.jobs_per_step}
+    if predictor.model.reference_build is not None:
+        metadata["implementation"] = "reference" if reference else "fast"
+    return dg.Output(run.table, metadata=metadata)
 
 
 def _asset_options(predictor: registry.Predictor) -> dict:
@@ -115,11 +125,13 @@ def _prediction_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
             context: dg.AssetExecutionContext,
             config: PredictionConfig,
             data_sources: DataSources,
+            compute: Compute,
             pseudobulk: ad.AnnData,
             perturbation_split: pd.DataFrame,
         ) -> dg.Output[ad.AnnData]:
             inputs = (pseudobulk, perturbation_split, None)
-            return _predict(context, predictor, data_sources, inputs, config.protocol)
+            resources = (data_sources, compute)
+            return _predict(context, predictor, resources, inputs, config.protocol)
 
         return predictions
 
@@ -130,14 +142,14 @@ def _prediction_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         config: FeaturePredictionConfig,
         data_sources: DataSources,
+        compute: Compute,
         pseudobulk: ad.AnnData,
         perturbation_split: pd.DataFrame,
         gene_features: pd.DataFrame,
     ) -> dg.Output[ad.AnnData]:
         inputs = (pseudobulk, perturbation_split, gene_features)
-        return _predict(
-            context, predictor, data_sources, inputs, config.protocol, config.missing_gene_policy
-        )
+        resources = (data_sources, compute)
+        return _predict(context, predictor, resources, inputs, config.protocol, config)
 
     return predictions_on_features
 

@@ -37,6 +37,8 @@ CHOICES = [
     ("go_annotations", {"source": "fle"}, "'auto', 'simulator', 'file', 'decoupler'"),
     ("train_mean_predictions", {"protocol": "published"}, "'published_2025', 'preprint_2024'"),
     ("random_forest_go_predictions", {"missing_gene_policy": "ignore"}, "'zero', 'drop'"),
+    ("random_forest_go_predictions", {"implementation": "sklearn"}, "'fast', 'reference'"),
+    ("raw_dataset", {"preset": "k562"}, "'partition', 'synthetic', 'adamson_like'"),
     ("knn_scgpt_predictions", {"protocol": "2024"}, "'published_2025', 'preprint_2024'"),
     ("metrics", {"headline_de_method": "ttest"}, "'t-test', 'wilcoxon'"),
     ("raw_dataset", {"modality": "crispr"}, "'crispri', 'crispra'"),

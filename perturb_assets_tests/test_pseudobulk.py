@@ -136,3 +136,28 @@ def test_missing_groupby_column_is_a_clear_error() -> None:
         pseudobulk(adata, groupby="perturbation")
     with pytest.raises(ValueError, match="no column 'perturbation'"):
         group_sizes(adata, groupby="perturbation")
+
+
+@pytest.mark.parametrize("fmt", ["csr", "dense"])
+def test_pseudobulk_equals_scanpy_and_decoupler(fmt: str) -> None:
+    """The two pseudo-bulk functions a scverse user would pick give our means."""
+    import decoupler as dc
+    import scanpy as sc
+
+    adata = make_adata(3, fmt)
+    ours = pseudobulk(adata)
+    aggregated = sc.get.aggregate(adata, by="condition", func="mean")
+    scanpy_means = pd.DataFrame(
+        aggregated.layers["mean"], index=aggregated.obs_names.astype(str), columns=adata.var_names
+    )
+    decoupled = dc.pp.pseudobulk(
+        adata, sample_col="condition", groups_col=None, mode="mean", skip_checks=True
+    )
+    decoupler_means = pd.DataFrame(
+        np.asarray(decoupled.X), index=decoupled.obs_names.astype(str), columns=adata.var_names
+    )
+    for other in (scanpy_means, decoupler_means):
+        assert set(other.index) == set(ours.index)
+        np.testing.assert_allclose(
+            ours.to_numpy(), other.loc[ours.index].to_numpy(), rtol=1e-5, atol=1e-6
+        )

@@ -306,6 +306,11 @@ def test_builtin_datasets() -> None:
         "replogle_k562_essential": 7458695,
         "replogle_rpe1_essential": 7458694,
         "synthetic": None,
+        # simulator presets shaped like the four above (test_presets.py)
+        "adamson_like": None,
+        "norman_like": None,
+        "k562_like": None,
+        "rpe1_like": None,
     }
     assert all(validate_dataset_name(k) == k == v.name for k, v in BUILTIN_DATASETS.items())
 

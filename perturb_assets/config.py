@@ -11,7 +11,12 @@ Layout under the data root::
     datasets/<name>/ | <name>.h5ad   user datasets: each becomes a partition
     embeddings/                user-supplied gene-embedding files
     annotations/               user-supplied GO annotation files (GAF or GMT)
-    assets/<asset>/<partition>.<ext>  materialised assets (zarr, parquet, json)
+    reports/                   the benchmark report (HTML, figures, tables)
+    assets/<asset>/<partition>/     materialised assets, versioned (see core/store.py)
+    models/<asset>/<partition>/     fitted models, versioned
+
+``PERTURB_ASSETS_STORAGE_URL`` moves ``assets/`` and ``models/`` elsewhere, e.g. to
+``s3://bucket/perturb``: that is what steps running on different machines share.
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA_ROOT_ENV = "PERTURB_ASSETS_DATA_ROOT"
+#: Where asset values and model files are stored (default: the data root); e.g. s3://bucket/x.
+STORAGE_URL_ENV = "PERTURB_ASSETS_STORAGE_URL"
 
 
 def data_root() -> Path:
     """The data root: ``$PERTURB_ASSETS_DATA_ROOT`` or ``./data``."""
     return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser().resolve()
+
+
+def storage_url() -> str:
+    """Where asset values and model files live: ``$PERTURB_ASSETS_STORAGE_URL`` or the data
+    root."""
+    return os.environ.get(STORAGE_URL_ENV, "").strip() or str(data_root())
 
 
 CORES_ENV = "PERTURB_ASSETS_CORES"

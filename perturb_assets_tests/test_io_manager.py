@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from perturb_assets.core.atomic import atomic_write
+from perturb_assets.core.store import VersionedStore
 
 
 def test_atomic_write_replaces_file(tmp_path):
@@ -31,13 +32,12 @@ def test_failed_write_keeps_previous_value_and_leaves_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
 
 
-def test_atomic_write_replaces_zarr_directory(tmp_path):
-    path = tmp_path / "e.zarr"
-    for value in (1.0, 2.0):
-        adata = ad.AnnData(sp.csr_matrix(np.full((3, 2), value, dtype=np.float32)))
-        atomic_write(path, adata.write_zarr)
-    assert ad.read_zarr(path).X.toarray().max() == 2.0
-    assert [p.name for p in tmp_path.iterdir()] == ["e.zarr"]
+def test_atomic_write_refuses_folders(tmp_path):
+    """Folders cannot be swapped atomically in place: the store's versioned folders do it."""
+    adata = ad.AnnData(sp.csr_matrix(np.ones((3, 2), dtype=np.float32)))
+    with pytest.raises(IsADirectoryError, match="core.store"):
+        atomic_write(tmp_path / "e.zarr", adata.write_zarr)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_partition_keys_with_dots_are_stored_apart(tmp_path):
@@ -56,5 +56,5 @@ def test_partition_keys_with_dots_are_stored_apart(tmp_path):
             [level], partition_key=key, resources=build_resources(tmp_path)
         ).success
     stored = sorted(p.name for p in (tmp_path / "assets" / "level").iterdir())
-    assert stored == ["0.25.parquet", "0.50.parquet"]
-    assert pd.read_parquet(tmp_path / "assets" / "level" / "0.50.parquet")["level"].item() == 0.5
+    assert stored == ["0.25", "0.50"]
+    assert VersionedStore(tmp_path).read("assets", "level", "0.50")["level"].item() == 0.5

@@ -112,15 +112,12 @@ FEATURE_SETS = ("go", "scgpt", "scfoundation", "scelmo")
 
 
 def _load(root: Path, preset: str):
-    import anndata as ad
+    from perturb_assets.core.store import VersionedStore
 
-    assets = root / "assets"
-    profiles = ad.read_zarr(assets / "pseudobulk" / f"{preset}.zarr")
-    split = pd.read_parquet(assets / "perturbation_split" / f"{preset}.parquet")
-    features = {
-        name: pd.read_parquet(assets / f"{name}_pca_features" / f"{preset}.parquet")
-        for name in FEATURE_SETS
-    }
+    store = VersionedStore(root)
+    profiles = store.read("assets", "pseudobulk", preset)
+    split = store.read("assets", "perturbation_split", preset)
+    features = {name: store.read("assets", f"{name}_pca_features", preset) for name in FEATURE_SETS}
     return profiles, split, features
 
 

@@ -1,113 +1,106 @@
-"""The one IO manager: AnnData to zarr, tables to parquet, dicts to JSON, written atomically.
+"""The one IO manager: every asset value in the versioned store, local or in a bucket.
 
-Every asset value lands at ``<data root>/assets/<asset key>/<partition>.<ext>``. A write goes to a
-hidden temporary sibling first and is renamed into place only when complete, so a crashed
-run never leaves a half-written asset and the previous materialisation survives a failure.
+Built on Dagster's ``UPathIOManager`` (paths, partitions, fan-in loads) with
+:class:`perturb_assets.core.store.VersionedStore` doing the writing and reading: AnnData as
+zarr, tables as parquet, dicts and lists as JSON, at ``<storage>/assets/<asset key>/<partition>``
+(``__all__`` style paths for unpartitioned assets are Dagster's own: the asset key alone). A
+write is crash-safe and a read is verified against the sha256 of every file (see core/store.py).
+Each materialisation records the stored version, its sha256 and the package versions that
+wrote it (``environment``) in its metadata, for lineage audits.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
+import functools
+from importlib import metadata
 from typing import Any
 
-import anndata as ad
 import dagster as dg
-import pandas as pd
+from upath import UPath
 
-from perturb_assets.core.atomic import atomic_write
+from perturb_assets.core.store import VersionedStore
 from perturb_assets.defs.resources import DataSources
 
-UNPARTITIONED = "__all__"
-#: Input metadata: load ``None`` when the upstream asset was never materialised.
-ALLOW_MISSING = "allow_missing"
-_SUFFIXES = (".zarr", ".parquet", ".json")
+#: Input metadata: load ``None`` when the upstream asset (or partition) was never materialised.
+#: Dagster's own ``UPathIOManager`` key, so partitioned and unpartitioned inputs behave alike.
+ALLOW_MISSING = "allow_missing_partitions"
+#: The packages whose versions every materialisation records.
+RECORDED_PACKAGES = (
+    "perturb_assets",
+    "dagster",
+    "scanpy",
+    "anndata",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "scipy",
+    "torch",
+    "cell-gears",
+    "scgpt",
+)
 
 
-def _write_json(obj: Any, tmp: Path) -> None:
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+@functools.cache
+def environment() -> str:
+    """``"perturb_assets 0.1.0, dagster 1.13.27, ..."``: the versions that wrote a value."""
+    versions = []
+    for name in RECORDED_PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return ", ".join(versions)
 
 
-class LocalAssetIOManager(dg.ConfigurableIOManager):
-    """Stores AnnData as zarr, DataFrames as parquet and dicts/lists as JSON under the data
-    root's ``assets/`` folder."""
+class _VersionedUPathIOManager(dg.UPathIOManager):
+    """``UPathIOManager`` whose paths are keys of a :class:`VersionedStore`."""
+
+    extension = ""  # a key is a folder of versions; each version carries its own format
+
+    def __init__(self, store: VersionedStore) -> None:
+        super().__init__(base_path=store.key("assets"))
+        self._store = store
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if obj is None:  # an asset that stores its result elsewhere returns None
+            return
+        stored = self._store.put(path, obj)
+        context.add_output_metadata(
+            {
+                "stored_version": stored.version,
+                "content_sha256": stored.sha256,
+                "stored_bytes": stored.bytes,
+                "environment": environment(),
+            }
+        )
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        return self._store.get(path)  # FileNotFoundError when never stored
+
+    def path_exists(self, path: UPath) -> bool:
+        return self._store.exists(path)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        if context.has_asset_partitions and not context.has_partition_key:
+            # A fan-in (an unpartitioned run reading a partitioned asset, e.g. benchmark_summary
+            # over every dataset): {partition: value} of the materialised ones, however many.
+            paths = self._get_paths_for_partitions(context)
+            return {k: self._store.get(p) for k, p in paths.items() if self._store.exists(p)}
+        try:
+            return super().load_input(context)
+        except FileNotFoundError:
+            if (context.definition_metadata or {}).get(ALLOW_MISSING):
+                return None  # an optional input (e.g. a foundation model not trained yet)
+            raise FileNotFoundError(
+                f"asset {context.asset_key.to_user_string()} has no stored value at "
+                f"{self._get_path_without_extension(context)}; materialise it first"
+            ) from None
+
+
+class StoreIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores every asset value under ``data_sources.storage_url`` (default: the data root)."""
 
     data_sources: DataSources
 
-    @property
-    def base_dir(self) -> Path:
-        return self.data_sources.assets_dir
-
-    def _stem(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        key = context.asset_key.path
-        partition = context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED
-        return Path(self.base_dir, *key, partition)
-
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if obj is None:
-            return
-        stem = self._stem(context)
-        if isinstance(obj, ad.AnnData):
-            path = _with_suffix(stem, ".zarr")
-            atomic_write(path, obj.write_zarr)
-        elif isinstance(obj, pd.DataFrame):
-            path = _with_suffix(stem, ".parquet")
-            atomic_write(path, obj.to_parquet)
-        elif isinstance(obj, dict | list):
-            path = _with_suffix(stem, ".json")
-            atomic_write(path, lambda tmp: _write_json(obj, tmp))
-        else:
-            raise TypeError(
-                f"LocalAssetIOManager cannot store {type(obj).__name__} for asset "
-                f"{context.asset_key.to_user_string()}; return AnnData, DataFrame or dict"
-            )
-        # Other formats left by an earlier code version would shadow this one on load.
-        for suffix in _SUFFIXES:
-            other = _with_suffix(stem, suffix)
-            if suffix != path.suffix and other.exists():
-                shutil.rmtree(other) if other.is_dir() else other.unlink()
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
-
-    def load_input(self, context: dg.InputContext) -> Any:
-        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
-            # A fan-in (e.g. benchmark_summary over every dataset): the materialised ones only.
-            base = Path(self.base_dir, *context.asset_key.path)
-            loaded = {}
-            for key in context.asset_partition_keys:
-                path = _existing(base / key)
-                if path is not None:
-                    loaded[key] = _read(path)
-            return loaded
-        stem = self._stem(context)
-        path = _existing(stem)
-        if path is None and context.definition_metadata.get(ALLOW_MISSING):
-            return None  # an optional input (e.g. a foundation model not trained yet)
-        if path is None:
-            raise FileNotFoundError(
-                f"asset {context.asset_key.to_user_string()} has no stored value at {stem}.*; "
-                "materialise it first"
-            )
-        return _read(path)
-
-
-def _existing(stem: Path) -> Path | None:
-    for suffix in _SUFFIXES:
-        path = _with_suffix(stem, suffix)
-        if path.exists():
-            return path
-    return None
-
-
-def _read(path: Path) -> Any:
-    if path.suffix == ".zarr":
-        return ad.read_zarr(path)
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return json.loads(path.read_text())
-
-
-def _with_suffix(stem: Path, suffix: str) -> Path:
-    """``stem`` + ``suffix`` (not ``Path.with_suffix``: a partition key such as ``0.25`` has a
-    dot that is not a suffix)."""
-    return stem.with_name(stem.name + suffix)
+    def create_io_manager(self, context: dg.InitResourceContext) -> _VersionedUPathIOManager:
+        return _VersionedUPathIOManager(self.data_sources.store)

@@ -1,0 +1,60 @@
+"""A dataset's raw files wherever a step runs: in place, or fetched from the store.
+
+``raw_dataset`` leaves the GEARS file (and, for a simulated dataset, its stand-ins: GO GMT,
+embeddings, gene programs, scGPT checkpoint) in the local data root. When the store is remote
+(``PERTURB_ASSETS_STORAGE_URL=s3://...``, steps in separate pods) it also stores that folder
+in the store, versioned, and records where; a step on another machine then gets a verified
+copy of it for as long as it needs the files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from upath import UPath
+
+from perturb_assets.defs.resources import DataSources
+
+STORED = "stored"
+
+
+@dataclass(frozen=True)
+class RawFiles:
+    """The GEARS file of a dataset and the folder beside it."""
+
+    path: Path
+    annotations: Path | None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def store_raw(name: str, path: Path, data_sources: DataSources) -> str | None:
+    """Store the dataset's folder (or bare file) when the store is remote; its location."""
+    store = data_sources.store
+    if store.is_local:  # every step sees the data root
+        return None
+    key = store.key("raw", name)
+    store.put(key, path.parent if path.parent.name == name else path)
+    return str(key)
+
+
+@contextmanager
+def raw_files(raw_dataset: dict, data_sources: DataSources) -> Iterator[RawFiles]:
+    """The raw files of ``raw_dataset``'s manifest, valid inside the ``with`` block."""
+    path = Path(raw_dataset["path"])
+    annotations = Path(raw_dataset["annotations"]) if raw_dataset.get("annotations") else None
+    if path.exists() or STORED not in raw_dataset:
+        yield RawFiles(path, annotations)
+        return
+    with tempfile.TemporaryDirectory(prefix="perturb_raw_") as scratch:
+        stored = UPath(raw_dataset[STORED])
+        folder = data_sources.store.local_folder(stored, Path(scratch))
+        (entry,) = list(folder.iterdir())
+        local = entry / path.name if entry.is_dir() else entry
+        yield RawFiles(local, local.parent / annotations.name if annotations else None)

@@ -1,14 +1,23 @@
 """The compressed-target random forest is scikit-learn's forest, and grid sharing is exact."""
 
+import hashlib
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestRegressor
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from perturb_assets.core import features as F
+from perturb_assets.core import forest as forest_module
 from perturb_assets.core import registry
 from perturb_assets.core.datasets import normalize_expression
-from perturb_assets.core.forest import CompressedTargetForest, compress_targets
+from perturb_assets.core.forest import (
+    CompressedTargetForest,
+    compress_targets,
+    predict_in_tree_order,
+)
 from perturb_assets.core.metrics import perturbation_metrics
 from perturb_assets.core.models import fit_select_predict
 from perturb_assets.core.pseudobulk import pseudobulk
@@ -158,3 +167,119 @@ def test_forest_survives_a_skops_round_trip(tmp_path):
     loaded = load_model(save_model(forest, tmp_path / "rf.skops"))
     np.testing.assert_array_equal(loaded.predict(x), forest.predict(x))
     np.testing.assert_array_equal(loaded.first(2).predict(x), forest.first(2).predict(x))
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+
+
+#: (n_jobs, BLAS threads) of a run: one step alone (all cores), steps side by side (BLAS capped
+#: at the step's share), one job or several. ``None``: the process's own BLAS threads.
+_RUNS = [(1, None), (2, None), (1, 1), (2, 1), (1, 2), (2, 2), (-1, None)]
+
+
+def test_fit_and_predict_are_the_same_bits_whatever_n_jobs_and_blas_threads():
+    """Outputs are content-hashed, so a re-run must write the same bytes. Multi-threaded BLAS
+    rounds by its thread count (an SVD or ``W @ Y`` on 1 thread and on 2 differ by ~1e-15),
+    and the thread count depends on how a run is deployed; an SVD's last bits even decide tied
+    splits (here, unpinned, 1 BLAS thread grew other trees than 2). The forest pins or avoids
+    BLAS: every run, repeated, gives one digest of the predictions and of the fitted trees."""
+    rng = np.random.default_rng(6)  # OpenBLAS splits its sums by thread count from ~256 rows
+    x, y = rng.normal(size=(320, 10)), rng.normal(size=(320, 300))
+    new = rng.normal(size=(60, 10))
+    predictions, trees = set(), set()
+    for n_jobs, blas_threads in _RUNS + _RUNS[:2]:
+        with threadpool_limits(blas_threads, user_api="blas"):
+            forest = CompressedTargetForest(n_estimators=8, random_state=7, n_jobs=n_jobs)
+            forest.fit(x, y)
+            predictions.add(_digest(forest.predict(new)) + _digest(forest.predict(x)))
+        trees.add(_digest(np.concatenate([forest.threshold_, forest.weights_])))
+    assert len(trees) == 1
+    assert len(predictions) == 1
+
+
+def test_compressed_targets_are_the_same_bits_for_any_blas_threads():
+    y = np.random.default_rng(7).normal(size=(300, 300))
+    digests = set()
+    for blas_threads in (None, 1, 2, None):
+        with threadpool_limits(blas_threads, user_api="blas"):
+            digests.add("".join(_digest(part) for part in compress_targets(y)))
+    assert len(digests) == 1
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_stays_pinned_until_the_last_of_concurrent_fits_ends():
+    """The BLAS limit is process-wide: a fit that ends while another (thread) is still fitting
+    must not give the other's SVDs their threads back."""
+    before = _blas_threads()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    inside_after_first_left: list[list[int]] = []
+
+    def first():
+        with forest_module._pinned_blas():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with forest_module._pinned_blas():
+            second_in.set()
+            first_out.wait(10)
+            inside_after_first_left.append(_blas_threads())
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert inside_after_first_left == [[1] * len(before)]
+    assert _blas_threads() == before
+
+
+def test_prediction_is_the_leaf_weights_times_the_training_targets():
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(90, 7)), rng.normal(size=(90, 60))
+    forest = CompressedTargetForest(n_estimators=6, random_state=2, min_samples_leaf=3).fit(x, y)
+    new = rng.normal(size=(20, 7))
+    np.testing.assert_allclose(forest.predict(new), forest.leaf_weights(new) @ y, atol=1e-13)
+
+
+def test_scikit_learns_forest_predicts_the_same_bits_in_tree_order():
+    """scikit-learn's ``predict`` adds each tree's output as its thread finishes, so with
+    ``n_jobs > 1`` its last bits change from call to call. In tree order they are its
+    ``n_jobs=1`` prediction on every call (its fit is reproducible already: every tree's seed
+    is drawn up front)."""
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(80, 12)), rng.normal(size=(80, 300))
+    new = rng.normal(size=(40, 12))
+    settings = {"n_estimators": 40, "random_state": 0}
+    sequential = RandomForestRegressor(n_jobs=1, **settings).fit(x, y).predict(new)
+    threaded = RandomForestRegressor(n_jobs=2, **settings).fit(x, y)
+    for _ in range(5):
+        np.testing.assert_array_equal(predict_in_tree_order(threaded, new), sequential)
+    single = RandomForestRegressor(n_jobs=2, **settings).fit(x, y[:, 0])
+    expected = RandomForestRegressor(n_jobs=1, **settings).fit(x, y[:, 0]).predict(new)
+    np.testing.assert_array_equal(predict_in_tree_order(single, new), expected)
+    ours = CompressedTargetForest(n_estimators=3, random_state=0).fit(x, y)
+    np.testing.assert_array_equal(predict_in_tree_order(ours, new), ours.predict(new))
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_fit_select_predict_writes_the_same_bits_on_every_run(reference):
+    """The project's path (grid of two, shared fit, test predictions): repeated runs and
+    ``n_jobs`` 1 or 2 give one digest, for our forest and scikit-learn's reference forest."""
+    pb, split, feats = _dataset(3, 0.0)
+    spec = registry.MODELS["random_forest"]
+    grid = {"n_estimators": [10, 30]}
+    digests = set()
+    for n_jobs in (2, 1, 2):
+        run = fit_select_predict(
+            spec, feats, pb, split, grid=grid, n_jobs=n_jobs, reference=reference
+        )
+        scores = run.validation_scores["mean_pearson_delta"].to_numpy()
+        digests.add(_digest(run.predictions.to_numpy()) + _digest(scores))
+    assert len(digests) == 1

@@ -32,35 +32,112 @@ tests compare metrics against scikit-learn's seed-to-seed noise instead.
 **Grid sharing.** The first ``k`` trees of a forest are the ``k``-tree forest (every tree's seed
 is drawn in turn from one random state), so :meth:`CompressedTargetForest.first` gives the
 smaller forests of a grid from one fit.
+
+**Determinism.** Fit and prediction are bitwise reproducible, whatever ``n_jobs`` and however
+many BLAS threads the process has (outputs are content-hashed: a bit that moves between runs
+makes a new data version downstream). Multi-threaded OpenBLAS splits its sums by the thread
+count, so a matrix product or an SVD on 1 thread and on 2 differ in the last bits (from about
+256 rows on), and a step's BLAS threads depend on the deployment (a step alone, steps side by
+side, ``n_jobs``). Such bits are not harmless here: the compressed targets' rounding decides
+the tied splits (see above), so a different SVD grows different trees. Therefore every SVD
+runs on one BLAS thread (:data:`_BLAS_THREADS`; the trees run in parallel anyway, and the one
+SVD of all targets is a small part of a fit), and ``W(x) @ Y`` is a sparse product (one
+thread, no BLAS; faster than the dense product, as ``W`` is mostly zeros). Every other sum has
+a fixed order: the trees come back from the worker threads in tree order, and a row's leaf
+weights add up over the trees in tree order. The bits hold for one CPU type and library
+build; another CPU's or BLAS's SVD kernels round otherwise. :func:`predict_in_tree_order` gives
+scikit-learn's forest (the reference option) the same property: its own ``predict`` adds the
+trees' outputs in the order its threads finish.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 from threadpoolctl import threadpool_limits
 
-__all__ = ["CompressedTargetForest", "compress_targets"]
+__all__ = ["CompressedTargetForest", "compress_targets", "predict_in_tree_order"]
 
 #: Singular values below this fraction of the largest carry no target information (rank).
 _RANK_TOLERANCE = 1e-12
 #: scikit-learn draws tree seeds with ``randint(np.iinfo(np.int32).max)``.
 _MAX_SEED = np.iinfo(np.int32).max
+#: BLAS threads of every SVD: results of threaded LAPACK depend on the thread count.
+_BLAS_THREADS = 1
+
+# The BLAS limit is process-wide: concurrent fits (threads) share one limit, set by the first
+# and restored by the last, so that no fit restores the threads under another one's SVDs.
+_limit_lock = threading.Lock()
+_limit_users = 0
+_limit: Any = None
 
 
-def compress_targets(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``Z = U S`` and ``Vᵀ`` of the thin SVD of ``y``, dropping null directions."""
+@contextmanager
+def _pinned_blas() -> Iterator[None]:
+    """BLAS (and LAPACK) on :data:`_BLAS_THREADS` threads while any caller is inside."""
+    global _limit, _limit_users
+    with _limit_lock:
+        if _limit_users == 0:
+            _limit = threadpool_limits(_BLAS_THREADS, user_api="blas")
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                _limit.restore_original_limits()
+                _limit = None
+
+
+def _compress(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compress_targets` under the caller's BLAS thread limit."""
     u, s, vt = np.linalg.svd(y, full_matrices=False)
     keep = s > _RANK_TOLERANCE * (s[0] if s.size else 0.0)
     return u[:, keep] * s[keep], vt[keep]
+
+
+def compress_targets(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Z = U S`` and ``Vᵀ`` of the thin SVD of ``y``, dropping null directions (computed on
+    :data:`_BLAS_THREADS` BLAS threads, so bitwise the same in every process)."""
+    with _pinned_blas():
+        return _compress(y)
+
+
+def predict_in_tree_order(model: Any, X: Any) -> np.ndarray:
+    """``model.predict(X)``, bitwise reproducible for scikit-learn's forest regressors too.
+
+    :class:`sklearn.ensemble.RandomForestRegressor` predicts its trees in threads and adds each
+    tree's output to the total as its thread finishes, so with ``n_jobs > 1`` the order of the
+    float sums, and with it the last bits, changes from call to call. Here the trees still
+    predict in parallel threads, but their outputs are added in tree order: bitwise the forest's
+    own ``n_jobs=1`` prediction, for any ``n_jobs``. Other models are asked directly
+    (:class:`CompressedTargetForest` is reproducible on its own).
+    """
+    if not isinstance(model, RandomForestRegressor | ExtraTreesRegressor):
+        return model.predict(X)
+    check_is_fitted(model)
+    X = model._validate_X_predict(X)
+    total = np.zeros((X.shape[0], model.n_outputs_) if model.n_outputs_ > 1 else X.shape[0])
+    outputs = Parallel(n_jobs=model.n_jobs, prefer="threads", return_as="generator")(
+        delayed(tree.predict)(X, check_input=False) for tree in model.estimators_
+    )
+    for output in outputs:  # in tree order, whichever thread finishes first
+        total += output
+    total /= len(model.estimators_)
+    return total
 
 
 def _apply(x32: np.ndarray, left: np.ndarray, right: np.ndarray, feature, threshold):
@@ -89,7 +166,7 @@ def _grow_tree(
         else np.ones(n, dtype=np.int64)
     )
     rows = np.flatnonzero(counts)
-    z_rows, _ = compress_targets(z[rows])
+    z_rows, _ = _compress(z[rows])  # on the fit's single BLAS thread
     x32 = x[rows].astype(np.float32)
     tree = DecisionTreeRegressor(criterion="squared_error", random_state=seed, **params)
     tree.fit(x32, z_rows if z_rows.shape[1] else np.zeros((len(rows), 1)), counts[rows])
@@ -148,12 +225,14 @@ class CompressedTargetForest(RegressorMixin, BaseEstimator):
         y = check_array(y, dtype=np.float64, ensure_2d=False).reshape(len(X), -1)
         rng = check_random_state(self.random_state)
         seeds = [int(rng.randint(_MAX_SEED)) for _ in range(self.n_estimators)]
-        z, _ = compress_targets(y)
         params = {"max_features": self.max_features, "min_samples_leaf": self.min_samples_leaf}
-        # Threads, as scikit-learn's forest: the tree builder releases the GIL. Trees in
-        # parallel get single-threaded BLAS for their SVDs, so cores are not oversubscribed.
-        blas_threads = None if effective_n_jobs(self.n_jobs) == 1 else 1
-        with threadpool_limits(blas_threads, user_api="blas"):
+        # Threads, as scikit-learn's forest: the tree builder releases the GIL. Every SVD runs
+        # on one BLAS thread, whatever n_jobs: its bits would depend on the thread count (and
+        # parallel trees would oversubscribe the cores). One limit for the whole fit, set and
+        # restored here: the limit is process-wide, so workers must not set their own.
+        with _pinned_blas():
+            z, _ = _compress(y)
+            # Parallel returns the trees in tree order, however the threads finish.
             trees = Parallel(n_jobs=self.n_jobs, prefer="threads")(
                 delayed(_grow_tree)(seed, X, z, params, self.bootstrap) for seed in seeds
             )
@@ -177,6 +256,11 @@ class CompressedTargetForest(RegressorMixin, BaseEstimator):
     def leaf_weights(self, X: Any) -> np.ndarray:
         """``W(X)``: each row's leaf weights over the training rows, averaged over the trees
         (every row sums to 1)."""
+        return self._sparse_leaf_weights(X).toarray()
+
+    def _sparse_leaf_weights(self, X: Any) -> sp.csr_matrix:
+        """:meth:`leaf_weights` as a sparse matrix: per row, a row's weight adds up over the
+        trees in tree order (scipy's sparse product, one thread)."""
         check_is_fitted(self, "node_offsets_")
         x32 = check_array(X, dtype=np.float64).astype(np.float32)
         n_trees = len(self.node_offsets_) - 1
@@ -191,11 +275,12 @@ class CompressedTargetForest(RegressorMixin, BaseEstimator):
             (np.ones(leaves.size), leaves.ravel(), np.arange(0, leaves.size + 1, n_trees)),
             (len(x32), n_nodes),
         )
-        return (hits @ members).toarray() / n_trees
+        return (hits @ members) / n_trees
 
     def predict(self, X: Any) -> np.ndarray:
-        """``W(X) @ Y``: the forest's prediction."""
-        return self.leaf_weights(X) @ self.train_targets_
+        """``W(X) @ Y``: the forest's prediction (a sparse product, BLAS-free, so bitwise the
+        same for any thread count)."""
+        return np.asarray(self._sparse_leaf_weights(X) @ self.train_targets_)
 
     def first(self, n_trees: int) -> CompressedTargetForest:
         """The forest of the first ``n_trees`` trees: the ``n_trees``-tree forest itself."""

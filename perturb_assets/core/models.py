@@ -44,7 +44,7 @@ from sklearn.base import BaseEstimator
 from perturb_assets.core import registry
 from perturb_assets.core.estimators import AdditiveModel, LinearPCAModel, TrainMean
 from perturb_assets.core.features import perturbation_features
-from perturb_assets.core.forest import CompressedTargetForest
+from perturb_assets.core.forest import CompressedTargetForest, predict_in_tree_order
 from perturb_assets.core.gears import CONTROL
 from perturb_assets.core.metrics import perturbation_metrics
 from perturb_assets.core.predictions import prediction_table
@@ -172,8 +172,12 @@ class _Data:
                 index=index,
                 columns=self.pseudobulk.columns,
             )
+        # scikit-learn's forest (the reference option) adds its trees in the order its threads
+        # finish; in tree order its predictions are the same bits on every run.
         return pd.DataFrame(
-            model.predict(self.X(index)), index=index, columns=self.pseudobulk.columns
+            predict_in_tree_order(model, self.X(index)),
+            index=index,
+            columns=self.pseudobulk.columns,
         )
 
 

@@ -9,6 +9,10 @@ fetch NAME          download and unpack a built-in GEARS dataset into the data r
 run JOB             run a job of the code location on $DAGSTER_HOME's instance, one line per step,
                     with the executor of $PERTURB_ASSETS_EXECUTOR (see ``perturb_assets.config``)
 summary             print a dataset's headline table (ours beside the paper's) and the report path
+gc                  remove what killed runs left (staging folders, old versions, temp files)
+                    and mark their runs failed; see ``perturb_assets.maintenance``
+lineage ASSET       audit the latest materialisation of ASSET[--partition] on $DAGSTER_HOME's
+                    instance back to its input files; exit 1 when an input is stale or missing
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ def _add_dataset(args: argparse.Namespace) -> int:
     from perturb_assets.core.datasets import add_user_dataset
 
     dest = add_user_dataset(Path(args.source), args.name, data_root(), overwrite=args.overwrite)
-    print(f"added dataset {args.name!r} at {dest}; reload the code location to see the partition")
+    print(
+        f"added dataset {args.name!r} at {dest}; the dataset sensor registers its partition and "
+        f"runs its main job (or: perturb-assets run main_job --partition {args.name})"
+    )
     return 0
 
 
@@ -73,9 +80,17 @@ def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from perturb_assets.definitions import defs
+    from perturb_assets.defs.partitions import register_datasets
 
     job = defs.resolve_job_def(args.job)
     instance = dg.DagsterInstance.get()
+    # Dataset partitions are dynamic: a dataset on disk gets its partition before its first run.
+    register_datasets(instance)
+    if args.partition and not job.partitions_def.has_partition_key(
+        args.partition, dynamic_partitions_store=instance
+    ):
+        print(f"error: {args.job} has no partition {args.partition!r}", file=sys.stderr)
+        return 2
     config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     config = {**config, "loggers": {"console": {}}}  # the one-line-per-step console logger
     partitions = [args.partition] if args.partition else [None]
@@ -102,16 +117,22 @@ def _run(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from perturb_assets.config import storage_url
     from perturb_assets.core.benchmark import headline_with_paper
     from perturb_assets.core.report import REPORT_FILE
+    from perturb_assets.core.store import VersionedStore
 
-    path = data_root() / "assets" / "metrics" / f"{args.dataset}.parquet"
-    if not path.exists():
+    store = VersionedStore(storage_url())
+    try:
+        metrics = store.read("assets", "metrics", args.dataset)
+    except FileNotFoundError:
         print(
-            f"error: {path} does not exist; run the main job for {args.dataset!r}", file=sys.stderr
+            f"error: no metrics stored for {args.dataset!r} under {store.root}; run the main job "
+            "for it",
+            file=sys.stderr,
         )
         return 2
-    table = headline_with_paper(pd.read_parquet(path))
+    table = headline_with_paper(metrics)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(
             f"\n{args.dataset}: Pearson metrics on the test conditions, mean [95% CI] "
@@ -121,6 +142,40 @@ def _summary(args: argparse.Namespace) -> int:
     report = data_root() / "reports" / REPORT_FILE
     if report.exists():
         print(f"\nReport: {report}")
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    import json
+
+    import dagster as dg
+
+    from perturb_assets.definitions import defs
+    from perturb_assets.lineage import audit, format_report
+
+    with dg.DagsterInstance.get() as instance:
+        report = audit(instance, defs.resolve_asset_graph(), args.asset, args.partition)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.verified else 1
+
+
+def _gc(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from perturb_assets.config import storage_url
+    from perturb_assets.core.store import VersionedStore
+    from perturb_assets.maintenance import collect
+
+    with dg.DagsterInstance.get() as instance:
+        done = collect(VersionedStore(storage_url()), data_root(), instance, args.older_than)
+    for label, items in (
+        ("store entries", done.store_entries),
+        ("temporary files", done.temp_files),
+        ("runs marked failed", done.failed_runs),
+    ):
+        print(f"{label}: {len(items)}")
+        for item in items:
+            print(f"  {item}")
     return 0
 
 
@@ -155,6 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", default=None, help="run config YAML (ops: ...)")
     summary = sub.add_parser("summary", help="print a dataset's headline table")
     summary.add_argument("--dataset", default="synthetic")
+    gc = sub.add_parser("gc", help="clean up after killed runs")
+    gc.add_argument(
+        "--older-than",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="leave anything younger alone (default: an hour), so live runs are safe",
+    )
+    lineage = sub.add_parser(
+        "lineage", help="audit an asset's latest materialisation back to its input files"
+    )
+    lineage.add_argument("asset", help="asset key, e.g. metrics")
+    lineage.add_argument("--partition", default=None, help="dataset (omit when unpartitioned)")
+    lineage.add_argument("--json", action="store_true", help="print the report as JSON")
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "simulate":
@@ -168,11 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": _fetch,
         "run": _run,
         "summary": _summary,
+        "lineage": _lineage,
+        "gc": _gc,
     }
     try:
         return handlers[args.command](args)
-    except ValueError as exc:  # DatasetError and name validation: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
+    # DatasetError, name validation, an existing dataset: a message, not a traceback
+    except (ValueError, FileExistsError) as exc:
+        message = str(exc).replace("pass overwrite=True", "pass --overwrite")
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,12 @@ def _executor() -> dg.ExecutorDefinition:
     kind = executor_kind()
     if kind == "multiprocess":
         return dg.multiprocess_executor.configured(
-            {"max_concurrent": compute_budget().concurrent_steps}
+            {
+                "max_concurrent": compute_budget().concurrent_steps,
+                # Step processes fork from a server that imported the code location once, so
+                # a step starts in well under a second instead of re-importing it (~7 s).
+                "start_method": {"forkserver": {"preload_modules": [__name__]}},
+            }
         )
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor

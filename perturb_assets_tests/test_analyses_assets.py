@@ -3,12 +3,13 @@
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 import perturb_assets.defs
 from perturb_assets.core import benchmark as B
 from perturb_assets.core import registry
+from perturb_assets.core.store import VersionedStore
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
@@ -23,7 +24,7 @@ def run(tmp_path_factory):
     defs = dg.Definitions.merge(
         dg.load_defs(perturb_assets.defs), dg.Definitions(resources=build_resources(root))
     )
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance_with_datasets()
     main = defs.resolve_job_def("main_job").execute_in_process(
         partition_key="synthetic", instance=instance,
         run_config={"ops": {"raw_dataset": {"config": SIM}}},
@@ -65,7 +66,7 @@ def test_adequacy_check_records_the_dynamic_range(run):
 
 def test_train_mean_discriminates_at_chance_and_random_forest_clearly_better(run):
     root, *_ = run
-    table = pd.read_parquet(root / "assets" / "metrics" / "synthetic.parquet")
+    table = VersionedStore(root).read("assets", "metrics", "synthetic")
     rows = table[(table["subgroup"] == "all") & (table["metric"] == "discrimination_l1")]
     rows = rows.set_index(["model", "features"])
     train_mean = rows.loc[(registry.BASELINE.name, "none")]
@@ -75,13 +76,13 @@ def test_train_mean_discriminates_at_chance_and_random_forest_clearly_better(run
     assert strong["diff_ci_low"] > 0 and strong["ci_low"] > train_mean["value"]
     ceiling = rows.loc[(B.CEILING_MODEL, "none")]
     assert ceiling["value"] > strong["value"]
-    per_condition = pd.read_parquet(root / "assets" / "metrics_per_condition" / "synthetic.parquet")
+    per_condition = VersionedStore(root).read("assets", "metrics_per_condition", "synthetic")
     assert {"condition", "model", "metric", "value"} <= set(per_condition.columns)
 
 
 def test_coherence_finds_the_simulated_programs(run):
     root, *_ = run
-    per_set = pd.read_parquet(root / "assets" / "embedding_coherence" / "synthetic.parquet")
+    per_set = VersionedStore(root).read("assets", "embedding_coherence", "synthetic")
     mean = per_set.groupby("embedding")["delta"].mean()
     # The stand-ins carry program signal through different amounts of noise.
     assert mean["scelmo"] > mean["scfoundation"] > 0
@@ -90,7 +91,7 @@ def test_coherence_finds_the_simulated_programs(run):
 
 def test_sweep_relates_diversity_to_dynamic_range(run):
     root, *_ = run
-    sweep = pd.read_parquet(root / "assets" / "diversity_sweep_summary" / "__all__.parquet")
+    sweep = VersionedStore(root).read("assets", "diversity_sweep_summary")
     low, high = sweep.set_index("diversity").loc[[0.0, 1.0], "median_corr"]
     assert low > high  # more diversity, less alike
     ranges = sweep.set_index("diversity")["dynamic_range"]

@@ -1,6 +1,5 @@
 """End-to-end on synthetic data: features → every baseline model → metrics → summary."""
 
-import anndata as ad
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -10,8 +9,12 @@ import perturb_assets.defs
 from perturb_assets.core import benchmark as B
 from perturb_assets.core import cell_eval_metrics as CE
 from perturb_assets.core import registry
+from perturb_assets.core.forest import CompressedTargetForest
+from perturb_assets.core.models import load_model
+from perturb_assets.core.store import VersionedStore
 from perturb_assets.defs.jobs import MAIN_SELECTION
 from perturb_assets.defs.metrics import assets as MA
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 # Big enough for the prior-knowledge signal to show, small enough for CI.
@@ -26,10 +29,12 @@ def _resources(root):
 @pytest.fixture(scope="module")
 def materialised(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
+    instance = instance_with_datasets()
     result = dg.materialize(
         ASSETS,
         selection=MAIN_SELECTION,
         partition_key="synthetic",
+        instance=instance,
         resources=_resources(root),
         run_config={"ops": {"raw_dataset": {"config": SIM}}},
     )
@@ -37,6 +42,7 @@ def materialised(tmp_path_factory):
     summary = dg.materialize(
         ASSETS,
         selection=[MA.benchmark_summary],
+        instance=instance,
         resources=_resources(root),
     )
     assert summary.success
@@ -44,7 +50,7 @@ def materialised(tmp_path_factory):
 
 
 def _metrics(root) -> pd.DataFrame:
-    return pd.read_parquet(root / "assets" / "metrics" / "synthetic.parquet")
+    return VersionedStore(root).read("assets", "metrics", "synthetic")
 
 
 def test_full_model_feature_metric_table_with_cis(materialised):
@@ -80,20 +86,20 @@ def test_random_forest_on_go_beats_train_mean(materialised):
 
 
 def test_summary_collects_the_dataset_and_models_are_persisted(materialised):
-    summary = pd.read_parquet(materialised / "assets" / "benchmark_summary" / "__all__.parquet")
+    summary = VersionedStore(materialised).read("assets", "benchmark_summary")
     assert set(summary["dataset"]) == {"synthetic"}
     assert len(summary) == len(_metrics(materialised))
-    model_file = build_resources(materialised)["data_sources"].model_file(
-        "random_forest_go_predictions", "synthetic"
-    )
-    assert model_file.exists() and model_file.stat().st_size > 0
+    sources = build_resources(materialised)["data_sources"]
+    model_file = sources.model_file("random_forest_go_predictions", "synthetic", materialised)
+    assert model_file.name == "model.skops" and model_file.stat().st_size > 0
+    assert isinstance(load_model(model_file), CompressedTargetForest)
 
 
 def test_predictions_cover_test_conditions_and_all_genes(materialised):
-    assets = materialised / "assets"
-    split = pd.read_parquet(assets / "perturbation_split" / "synthetic.parquet")
-    pb = ad.read_zarr(assets / "pseudobulk" / "synthetic.zarr")
-    pred = ad.read_zarr(assets / "knn_go_predictions" / "synthetic.zarr")
+    store = VersionedStore(materialised)
+    split = store.read("assets", "perturbation_split", "synthetic")
+    pb = store.read("assets", "pseudobulk", "synthetic")
+    pred = store.read("assets", "knn_go_predictions", "synthetic")
     assert set(pred.obs_names) == set(split.index[split["split"] == "test"])
     assert list(pred.var_names) == list(pb.var_names)
     assert np.isfinite(pred.X).all()

@@ -12,6 +12,7 @@ from perturb_assets.defs.features import assets as F
 from perturb_assets.defs.foundation import assets as FA
 from perturb_assets.defs.metrics import assets as MA
 from perturb_assets.defs.models import assets as MO
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 ASSETS = list(dg.load_defs(perturb_assets.defs).assets)
@@ -26,6 +27,7 @@ def _materialize(tmp_path, asset: str, config: dict):
         ASSETS,
         selection=[BY_NAME[asset]],
         partition_key="synthetic",
+        instance=instance_with_datasets(),
         resources=build_resources(tmp_path),
         run_config={"ops": {BY_NAME[asset].node_def.name: {"config": config}}},
         raise_on_error=False,

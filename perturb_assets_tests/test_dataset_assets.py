@@ -11,8 +11,10 @@ import pytest
 from perturb_assets.core import de, gears, splits
 from perturb_assets.core import pseudobulk as pb
 from perturb_assets.core.gears import parse_condition
+from perturb_assets.core.store import VersionedStore
 from perturb_assets.defs.datasets import assets as A
 from perturb_assets.defs.datasets import checks as C
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 SMALL = {"n_cells": 1500, "n_genes": 200, "n_perturbations": 30, "combo_fraction": 0.3, "seed": 3}
@@ -32,6 +34,7 @@ def _materialize(root, selection=None, config=SMALL, raise_on_error=True):
         [*ASSETS, *CHECKS],
         selection=selection,
         partition_key="synthetic",
+        instance=instance_with_datasets(),
         resources=build_resources(root),
         run_config={"ops": {"raw_dataset": {"config": config}}} if selection is None else None,
         raise_on_error=raise_on_error,
@@ -56,29 +59,25 @@ def test_every_asset_materialises_and_every_check_passes(run):
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == len(CHECKS)
     assert all(e.passed for e in evaluations)
-    for stored in (
-        "expression/synthetic.zarr",
-        "pseudobulk/synthetic.zarr",
-        "perturbation_split/synthetic.parquet",
-        "de_genes/synthetic.parquet",
-        "raw_dataset/synthetic.json",
-    ):
-        assert (root / "assets" / stored).exists()
+    store = VersionedStore(root)
+    for stored in ("expression", "pseudobulk", "perturbation_split", "de_genes", "raw_dataset"):
+        assert store.exists(store.key("assets", stored, "synthetic"))
 
 
 def test_stored_assets_equal_core_results(run):
     root, _ = run
-    adata = ad.read_zarr(root / "assets" / "expression" / "synthetic.zarr")
-    table = ad.read_zarr(root / "assets" / "pseudobulk" / "synthetic.zarr")
+    store = VersionedStore(root)
+    adata = store.read("assets", "expression", "synthetic")
+    table = store.read("assets", "pseudobulk", "synthetic")
     means = pb.pseudobulk(adata)
     pd.testing.assert_frame_equal(table.to_df(), means, check_names=False)
     assert table.obs.loc["ctrl", "n_cells"] == (adata.obs["condition"] == "ctrl").sum()
 
-    split = pd.read_parquet(root / "assets" / "perturbation_split" / "synthetic.parquet")
+    split = store.read("assets", "perturbation_split", "synthetic")
     expected = splits.simulation_split(adata.obs["condition"].astype(str), seed=1)
     pd.testing.assert_frame_equal(split, expected)
 
-    stored = pd.read_parquet(root / "assets" / "de_genes" / "synthetic.parquet")
+    stored = store.read("assets", "de_genes", "synthetic")
     symbols = adata.var["gene_name"].astype(str)
     for method in ("t-test", "wilcoxon"):
         lists = {
@@ -114,8 +113,8 @@ def test_expression_metadata_records_target_coverage(run):
 
 def test_bad_file_fails_with_its_name_and_keeps_previous_expression(tmp_path):
     assert _materialize(tmp_path).success
-    zarr = tmp_path / "assets" / "expression" / "synthetic.zarr"
-    before = ad.read_zarr(zarr).X.sum()
+    store = VersionedStore(tmp_path)
+    before = store.read("assets", "expression", "synthetic").X.sum()
     h5ad = tmp_path / "gears" / "synthetic" / "perturb_processed.h5ad"
     # Someone corrupts the raw file after raw_dataset was recorded: expression must refuse.
     h5ad.write_bytes(h5ad.read_bytes()[:1000])
@@ -123,7 +122,7 @@ def test_bad_file_fails_with_its_name_and_keeps_previous_expression(tmp_path):
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
     assert "perturb_processed.h5ad" in failure.step_failure_data.error.message
-    assert np.isclose(ad.read_zarr(zarr).X.sum(), before)
+    assert np.isclose(store.read("assets", "expression", "synthetic").X.sum(), before)
 
 
 def test_check_rules_flag_bad_data():

@@ -11,15 +11,17 @@ from perturb_assets import cli
 from perturb_assets.core.datasets import BUILTIN_DATASETS, load_gears_dataset
 from perturb_assets.core.features import read_gmt
 from perturb_assets.definitions import defs
-from perturb_assets.defs.partitions import dataset_names
+from perturb_assets.defs.partitions import dataset_names, instance_with_datasets
 
 
 def test_partitions_jobs_sensor_and_schedule():
     main = defs.resolve_job_def("main_job")
-    assert set(BUILTIN_DATASETS) <= set(main.partitions_def.get_partition_keys())
-    assert "synthetic" in main.partitions_def.get_partition_keys()
-    sensor = defs.get_sensor_def("automation_sensor")
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert main.partitions_def == dg.DynamicPartitionsDefinition(name="datasets")
+    instance = instance_with_datasets()
+    keys = main.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    assert set(BUILTIN_DATASETS) <= set(keys) and "synthetic" in keys
+    for name in ("automation_sensor", "dataset_sensor"):
+        assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     schedule = defs.get_schedule_def("embedding_refresh_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 

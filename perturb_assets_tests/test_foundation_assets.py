@@ -19,7 +19,9 @@ from perturb_assets.core import registry
 from perturb_assets.core.errors import DatasetError
 from perturb_assets.core.foundation.runs import FoundationInputs, MissingModelFiles, run_scgpt
 from perturb_assets.core.predictions import read_user_predictions
+from perturb_assets.core.store import VersionedStore
 from perturb_assets.defs.foundation.assets import foundation_assets
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 SIM = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 30, "combo_fraction": 0.3, "seed": 1}
@@ -40,7 +42,7 @@ def _defs(root):
 def trained(tmp_path_factory):
     """The main job, then the foundation job with the tiny configuration, on synthetic."""
     root = tmp_path_factory.mktemp("foundation")
-    defs, instance = _defs(root), dg.DagsterInstance.ephemeral()
+    defs, instance = _defs(root), instance_with_datasets()
     run_config = {"ops": {"raw_dataset": {"config": SIM}}}
     main = defs.resolve_job_def("main_job")
     assert main.execute_in_process(
@@ -54,7 +56,7 @@ def trained(tmp_path_factory):
 
 
 def _metrics(root) -> pd.DataFrame:
-    table = pd.read_parquet(root / "assets" / "metrics" / "synthetic.parquet")
+    table = VersionedStore(root).read("assets", "metrics", "synthetic")
     return table[(table["subgroup"] == "all") & (table["metric"] == "pearson_delta")]
 
 
@@ -73,7 +75,7 @@ def test_trained_weights_are_an_asset_with_checksum_and_training_config(trained)
     root, _, instance, _ = trained
     for predictor in registry.predictors(foundation=True):
         key = dg.AssetKey(f"{predictor.model.name}_weights")
-        manifest = json.loads((root / "assets" / key.path[0] / "synthetic.json").read_text())
+        manifest = VersionedStore(root).read("assets", key.path[0], "synthetic")
         digest = hashlib.sha256(open(manifest["path"], "rb").read()).hexdigest()
         assert manifest["sha256"] == digest
         event = instance.get_latest_materialization_event(key)
@@ -122,8 +124,8 @@ def test_scgpt_without_a_checkpoint_says_where_to_put_it(tmp_path):
 
 
 def _truth(root):
-    profiles = ad.read_zarr(root / "assets" / "pseudobulk" / "synthetic.zarr")
-    split = pd.read_parquet(root / "assets" / "perturbation_split" / "synthetic.parquet")
+    profiles = VersionedStore(root).read("assets", "pseudobulk", "synthetic")
+    split = VersionedStore(root).read("assets", "perturbation_split", "synthetic")
     test = list(split.index[split["split"] == "test"])
     return profiles, profiles.to_df().loc[test]
 

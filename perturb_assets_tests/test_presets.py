@@ -16,7 +16,7 @@ from perturb_assets.core.presets import PRESETS, preset_params
 from perturb_assets.core.simulate import simulated_conditions
 from perturb_assets.core.splits import simulation_split
 from perturb_assets.defs.datasets.assets import SyntheticConfig
-from perturb_assets.defs.partitions import dataset_names
+from perturb_assets.defs.partitions import dataset_names, instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 LIKE = [name for name, preset in PRESETS.items() if preset.paper_dataset is not None]
@@ -72,6 +72,7 @@ def test_raw_dataset_config_selects_a_preset(tmp_path):
         list(dg.load_defs(perturb_assets.defs).assets),
         selection="raw_dataset",
         partition_key="synthetic",
+        instance=instance_with_datasets(),
         resources=build_resources(tmp_path),
         run_config={"ops": {"raw_dataset": {"config": {"preset": "norman_like", **small}}}},
     )

@@ -10,6 +10,7 @@ import pytest
 
 from perturb_assets.core.simulate import simulate_perturbseq
 from perturb_assets.defs.datasets import assets as A
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 ADAMSON_FILE_ID = 6154417
@@ -38,6 +39,7 @@ def _materialize(data_root, url_template):
     return dg.materialize(
         [A.raw_dataset, A.expression],
         partition_key="adamson",
+        instance=instance_with_datasets(),
         resources=build_resources(data_root, dataverse_url_template=url_template),
         raise_on_error=False,
     )

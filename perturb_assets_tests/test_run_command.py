@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 import perturb_assets.defs
+from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,7 @@ def instance_root(home):
         list(dg.load_defs(perturb_assets.defs).assets),
         selection=UPSTREAM,
         partition_key="synthetic",
+        instance=instance_with_datasets(),
         resources=build_resources(tmp_path / "data"),
         run_config={"ops": {"raw_dataset": {"config": SMALL}}},
     )

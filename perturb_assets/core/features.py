@@ -404,6 +404,12 @@ AnnotationSource = Literal["auto", "simulator", "file", "decoupler"]
 _MSIGDB_CACHE = "msigdb_go_biological_process.parquet"
 
 
+def user_annotation_file(data_root: str | os.PathLike[str]) -> Path | None:
+    """The user's GO file: the first of :data:`ANNOTATION_FILES` in ``<root>/annotations/``."""
+    folder = Path(data_root) / ANNOTATIONS_SUBDIR
+    return next((folder / n for n in ANNOTATION_FILES if (folder / n).is_file()), None)
+
+
 def go_annotation_matrix(
     source: AnnotationSource,
     data_root: str | os.PathLike[str],
@@ -432,11 +438,10 @@ def go_annotation_matrix(
     if source == "simulator":
         raise FileNotFoundError("source 'simulator' needs the simulator's GMT (synthetic only)")
     if source in ("auto", "file"):
-        for name in ANNOTATION_FILES:
-            path = folder / name
-            if path.exists():
-                reader = read_gaf if ".gaf" in name else read_gmt
-                return reader(path), f"file: {path}"
+        path = user_annotation_file(data_root)
+        if path is not None:
+            reader = read_gaf if ".gaf" in path.name else read_gmt
+            return reader(path), f"file: {path}"
         if source == "file":
             raise FileNotFoundError(f"no GO file found; put one of {ANNOTATION_FILES} in {folder}")
     cache = folder / _MSIGDB_CACHE
@@ -724,6 +729,39 @@ def embedding_pca(
         Genes × ``PC1`` ... ``PCk`` with the explained variance in ``df.attrs``.
     """
     return pca_features(emb, n_components=n_components, random_state=random_state)
+
+
+def feature_table_problems(features: pd.DataFrame, targets: Iterable[str]) -> list[str]:
+    """What makes a gene-feature table unusable for the models; empty when it is fine.
+
+    An empty table is fine: it means "no embedding for this dataset" and the models on it are
+    skipped. A non-empty one must have finite values, unique gene symbols, and features for at
+    least one perturbation target (through :func:`match_genes`): a file keyed by Ensembl ids
+    instead of symbols matches none and would train every model on nothing.
+
+    Parameters
+    ----------
+    features
+        Genes × features, e.g. from :func:`pca_features`.
+    targets
+        The dataset's perturbation targets (:func:`perturb_assets.core.gears.target_genes`).
+    """
+    if features.empty:
+        return []
+    problems = []
+    if not np.isfinite(features.to_numpy(dtype=float)).all():
+        problems.append("features hold NaN or infinite values")
+    if features.index.has_duplicates:
+        dup = features.index[features.index.duplicated()].unique()[:5].tolist()
+        problems.append(f"gene symbols are duplicated, e.g. {dup}")
+    mapping, report = match_genes(targets, features.index)
+    if report["n_query"] and not mapping:
+        problems.append(
+            f"no feature row for any of the {report['n_query']} perturbation targets (e.g. "
+            f"{report['missing'][:3]}); index by gene symbol, not by id "
+            f"(the table's index starts {features.index[:3].tolist()})"
+        )
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------

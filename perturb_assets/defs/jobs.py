@@ -1,12 +1,14 @@
-"""Jobs, the embedding-file schedule and the automation sensor."""
+"""Jobs, the embedding-file schedule, the dataset sensor and the automation sensor."""
 
 import dagster as dg
 
+from perturb_assets.config import data_root
+from perturb_assets.core.datasets import discover_user_datasets
 from perturb_assets.defs.analyses.assets import sweep_levels
-from perturb_assets.defs.features.assets import embedding_files
+from perturb_assets.defs.features.assets import embedding_files, go_annotation_file
 from perturb_assets.defs.foundation.assets import scgpt_checkpoint
 from perturb_assets.defs.models.user import user_prediction_files
-from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.partitions import DATASETS, dataset_names, dataset_partitions
 
 FOUNDATION = dg.AssetSelection.groups("foundation")
 # The assets that gather every dataset (unpartitioned), and the sweep (its own partitions).
@@ -58,10 +60,13 @@ sweep_job = dg.define_asset_job(
 observe_embedding_files_job = dg.define_asset_job(
     "observe_embedding_files",
     selection=dg.AssetSelection.assets(
-        *(f.key for f in embedding_files), scgpt_checkpoint.key, user_prediction_files.key
+        *(f.key for f in embedding_files),
+        go_annotation_file.key,
+        scgpt_checkpoint.key,
+        user_prediction_files.key,
     ),
-    description="Hash the user's gene-embedding files, the scGPT checkpoint and the user's "
-    "prediction files.",
+    description="Hash the user's gene-embedding files, GO annotation file, the scGPT "
+    "checkpoint and the user's prediction files.",
 )
 embedding_refresh_schedule = dg.ScheduleDefinition(
     name="embedding_refresh_schedule",
@@ -79,3 +84,24 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
+
+
+@dg.sensor(
+    name="dataset_sensor",
+    job=main_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Register new datasets as partitions (built-ins once, user datasets when "
+    "dropped into <data root>/datasets/) and run the main job for each new user dataset.",
+)
+def dataset_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    known = set(context.instance.get_dynamic_partitions(DATASETS))
+    new = [name for name in dataset_names() if name not in known]
+    if not new:
+        return dg.SensorResult(skip_reason="no new dataset")
+    # Built-in datasets download gigabytes: they get a partition, not a run.
+    user = set(discover_user_datasets(data_root()))
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=n, run_key=n) for n in new if n in user],
+        dynamic_partitions_requests=[dataset_partitions.build_add_request(new)],
+    )

@@ -48,3 +48,17 @@ def figure(png: bytes, title: str = "") -> dg.MetadataValue:
     """A PNG shown inline in the Dagster UI (a markdown image with a data URI)."""
     encoded = base64.b64encode(png).decode("ascii")
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def check_result(problems: list[str]) -> dg.AssetCheckResult:
+    """An asset check result from a core rule's list of problems (passed when empty)."""
+    listed = "\n".join(f"- {p}" for p in problems) or "none"
+    return dg.AssetCheckResult(
+        passed=not problems, metadata={"problems": dg.MetadataValue.md(listed)}
+    )
+
+
+def anndata_sha256(adata) -> str:
+    """sha256 of an AnnData's X, obs and var: its data version, equal for equal contents."""
+    parts = (matrix_sha256(adata.X), frame_sha256(adata.obs), frame_sha256(adata.var))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()

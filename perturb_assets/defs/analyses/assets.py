@@ -23,6 +23,7 @@ from perturb_assets.core.simulate import PROGRAMS_GMT_NAME
 from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import figure, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.raw_files import raw_files
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "analyses"
@@ -112,9 +113,10 @@ def embedding_coherence(
     go_pca_features: pd.DataFrame,
     scgpt_gene_embeddings: pd.DataFrame | None,
 ) -> dg.Output[pd.DataFrame]:
-    stand_in = Path(raw_dataset["path"]).parent if raw_dataset["origin"] == "simulator" else None
-    embeddings = _embeddings(data_sources, stand_in, go_pca_features, scgpt_gene_embeddings)
-    collections, problems = _collections(config, data_sources, stand_in)
+    with raw_files(raw_dataset, data_sources) as files:
+        stand_in = files.folder if raw_dataset["origin"] == "simulator" else None
+        embeddings = _embeddings(data_sources, stand_in, go_pca_features, scgpt_gene_embeddings)
+        collections, problems = _collections(config, data_sources, stand_in)
     frames = [
         coh.embedding_coherence(embeddings, sets, min_size=config.min_set_size).assign(
             collection=name

@@ -5,7 +5,6 @@ runtime annotations.
 """
 
 import dataclasses
-from pathlib import Path
 from typing import Literal
 
 import anndata as ad
@@ -23,6 +22,7 @@ from perturb_assets.core.simulate import SimulationParams
 from perturb_assets.core.sources import UnknownDatasetError, obtain_dataset
 from perturb_assets.defs.metadata import frame_sha256, markdown_table, matrix_sha256
 from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.raw_files import STORED, raw_files, store_raw
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "datasets"
@@ -102,6 +102,9 @@ def raw_dataset(
     if raw.annotations is not None:
         simulation = dataclasses.asdict(config.params(name))
         manifest |= {"annotations": str(raw.annotations), "simulator_config": simulation}
+    stored = store_raw(name, raw.path, data_sources)
+    if stored is not None:  # steps on other machines fetch the files from the store
+        manifest[STORED] = stored
     context.log.info(f"{name}: {raw.origin} file {raw.path} ({size:,} bytes)")
     return dg.Output(
         manifest,
@@ -119,14 +122,16 @@ def raw_dataset(
     description="Validated, log-normalised AnnData (GEARS data is already log-normalised; "
     "raw counts get normalise_total(1e4) + log1p).",
 )
-def expression(context: dg.AssetExecutionContext, raw_dataset: dict) -> dg.Output[ad.AnnData]:
-    path = Path(raw_dataset["path"])
-    if sha256_file(path) != raw_dataset["sha256"]:
-        raise dg.Failure(
-            f"{path} changed since raw_dataset was materialised (sha256 differs); "
-            "re-materialise raw_dataset for this partition"
-        )
-    adata = load_expression(path)
+def expression(
+    context: dg.AssetExecutionContext, data_sources: DataSources, raw_dataset: dict
+) -> dg.Output[ad.AnnData]:
+    with raw_files(raw_dataset, data_sources) as files:
+        if sha256_file(files.path) != raw_dataset["sha256"]:
+            raise dg.Failure(
+                f"{files.path} changed since raw_dataset was materialised (sha256 differs); "
+                "re-materialise raw_dataset for this partition"
+            )
+        adata = load_expression(files.path)
     summary = dataset_summary(adata)
     context.log.info(f"{context.partition_key}: {summary}")
     x_sha = matrix_sha256(adata.X)  # one pass over X (1+ GB at Replogle size)

@@ -11,14 +11,8 @@ import pandas as pd
 from perturb_assets.core import de, gears, splits
 from perturb_assets.core import pseudobulk as pb
 from perturb_assets.defs.datasets.assets import de_genes, expression, perturbation_split, pseudobulk
+from perturb_assets.defs.metadata import check_result
 from perturb_assets.defs.partitions import dataset_partitions
-
-
-def _result(problems: list) -> dg.AssetCheckResult:
-    listed = "\n".join(f"- {p}" for p in problems) or "none"
-    return dg.AssetCheckResult(
-        passed=not problems, metadata={"problems": dg.MetadataValue.md(listed)}
-    )
 
 
 def _check(asset, **kwargs):
@@ -32,17 +26,17 @@ def expression_schema(expression: ad.AnnData) -> dg.AssetCheckResult:
         *gears.condition_problems(expression.obs),
         *gears.var_problems(expression.var_names),
     ]
-    return _result(problems)
+    return check_result(problems)
 
 
 @_check(expression, description="X is finite, non-negative and on log scale")
 def expression_values(expression: ad.AnnData) -> dg.AssetCheckResult:
-    return _result(gears.value_problems(expression.X, log_scale=True))
+    return check_result(gears.value_problems(expression.X, log_scale=True))
 
 
 @_check(perturbation_split, description="no condition in both train and test")
 def split_disjoint(perturbation_split: pd.DataFrame) -> dg.AssetCheckResult:
-    return _result(splits.split_overlap_problems(perturbation_split))
+    return check_result(splits.split_overlap_problems(perturbation_split))
 
 
 @_check(
@@ -54,12 +48,12 @@ def split_covers_data(
     perturbation_split: pd.DataFrame, expression: ad.AnnData
 ) -> dg.AssetCheckResult:
     conditions = expression.obs["condition"].astype(str)
-    return _result(splits.split_coverage_problems(perturbation_split, conditions))
+    return check_result(splits.split_coverage_problems(perturbation_split, conditions))
 
 
 @_check(pseudobulk, description="finite means, a ctrl row, and cells behind every condition")
 def pseudobulk_valid(pseudobulk: ad.AnnData) -> dg.AssetCheckResult:
-    return _result(pb.pseudobulk_problems(pseudobulk, control=gears.CONTROL))
+    return check_result(pb.pseudobulk_problems(pseudobulk, control=gears.CONTROL))
 
 
 @_check(
@@ -68,4 +62,4 @@ def pseudobulk_valid(pseudobulk: ad.AnnData) -> dg.AssetCheckResult:
     description="DE lists cover every perturbed condition, use measured genes, at most 20 each",
 )
 def de_genes_valid(de_genes: pd.DataFrame, expression: ad.AnnData) -> dg.AssetCheckResult:
-    return _result(de.de_table_problems(de_genes, expression))
+    return check_result(de.de_table_problems(de_genes, expression))

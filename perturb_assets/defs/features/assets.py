@@ -8,8 +8,6 @@ with the automation sensor running, recomputes them).
 No ``from __future__ import annotations``: Dagster reads types at runtime.
 """
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -17,9 +15,11 @@ from pydantic import Field
 from perturb_assets.core import features as F
 from perturb_assets.core import registry
 from perturb_assets.core.gears import target_genes
+from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import frame_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.raw_files import raw_files
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "features"
@@ -43,6 +43,16 @@ def _observe_embedding_file(spec: registry.FeatureSetSpec) -> dg.SourceAsset:
 embedding_files = [_observe_embedding_file(spec) for spec in registry.embedding_sets()]
 
 
+@dg.observable_source_asset(
+    group_name=GROUP,
+    description="The user's GO annotation file in <data root>/annotations/ "
+    f"({', '.join(F.ANNOTATION_FILES)}), observed by sha256.",
+)
+def go_annotation_file(data_sources: DataSources) -> dg.DataVersion:
+    path = F.user_annotation_file(data_sources.root)
+    return dg.DataVersion(F.file_content_hash(path) if path else "absent")
+
+
 class AnnotationConfig(dg.Config):
     """Where GO annotations come from: ``auto`` = the simulator (synthetic), else a user file in
     ``<data root>/annotations/`` (go.gmt or go.gaf[.gz]), else decoupler's MSigDB GO BP."""
@@ -56,6 +66,8 @@ class AnnotationConfig(dg.Config):
     group_name=GROUP,
     code_version="1",
     kinds={"pandas", "parquet"},
+    deps=[go_annotation_file],
+    automation_condition=REFRESH,
     description="Binary gene × GO Biological Process term matrix (decoupler MSigDB, a user "
     "GMT/GAF file, or the simulator's stand-in for `synthetic`).",
 )
@@ -66,9 +78,10 @@ def go_annotations(
     perturbation_split: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     try:
-        matrix, origin = F.go_annotation_matrix(
-            config.source, data_sources.root, raw_dataset.get("annotations")
-        )
+        with raw_files(raw_dataset, data_sources) as files:
+            matrix, origin = F.go_annotation_matrix(
+                config.source, data_sources.root, files.annotations
+            )
     except FileNotFoundError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     # Outdated HGNC symbols in GEARS datasets: count how many targets match, and how.
@@ -103,6 +116,7 @@ def _pca_output(table: pd.DataFrame, extra: dict) -> dg.Output[pd.DataFrame]:
     group_name=GROUP,
     code_version="1",
     kinds={"sklearn", "parquet"},
+    automation_condition=REFRESH,
     description="PCA of the GO matrix: 256 components (fewer with fewer genes or terms), "
     "random_state=0, as in the paper.",
 )
@@ -127,7 +141,7 @@ def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
         kinds={"sklearn", "parquet"},
         deps=[f"{spec.name}_embedding_file"],
         ins=extracted,
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=REFRESH,
         description=f"PCA (256 components) of the {spec.title} gene embeddings. `synthetic` "
         f"uses the simulator's stand-in; other datasets read <data root>/embeddings/{spec.name}"
         ".*" + (f", else {spec.extracted_by}" if spec.extracted_by else "") + ". Without any the "
@@ -148,17 +162,20 @@ def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
 
 def _embedding(spec, data_sources: DataSources, raw_dataset: dict, extracted):
     """The embedding table and where it came from: stand-in, user file, or checkpoint."""
-    simulated = None
-    if raw_dataset["origin"] == "simulator":
-        simulated = Path(raw_dataset["path"]).parent / F.EMBEDDINGS_SUBDIR
-    path = F.embedding_file(spec.name, data_sources.root, simulated)
-    if path is not None:
-        # Pickles run code when loaded: only files inside the user's own data root are trusted.
-        embedding = F.read_embedding(path, trusted_root=data_sources.root)
-        return embedding, {
-            "file": dg.MetadataValue.path(str(path)),
-            "file_sha256": F.file_content_hash(path),
-        }
+    with raw_files(raw_dataset, data_sources) as files:
+        simulated = None
+        if raw_dataset["origin"] == "simulator":
+            simulated = files.folder / F.EMBEDDINGS_SUBDIR
+        path = F.embedding_file(spec.name, data_sources.root, simulated)
+        if path is not None:
+            # Pickles run code when loaded: only files in the user's data root are trusted.
+            stand_in = simulated is not None and path.is_relative_to(files.folder)
+            trusted = files.folder if stand_in else data_sources.root
+            embedding = F.read_embedding(path, trusted_root=trusted)
+            return embedding, {
+                "file": dg.MetadataValue.path(str(path)),
+                "file_sha256": F.file_content_hash(path),
+            }
     if extracted is not None and not extracted.empty:
         return extracted, {"file": f"extracted by {spec.extracted_by}"}
     return None, {}

@@ -23,9 +23,11 @@ from perturb_assets.core.foundation.gears_model import GearsSettings
 from perturb_assets.core.foundation.runs import FoundationInputs, MissingModelFiles, save_weights
 from perturb_assets.core.foundation.scgpt_training import FineTuneSettings
 from perturb_assets.core.predictions import prediction_table
+from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.foundation.k8s import GPU_POOL, gpu_op_tags
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.raw_files import RawFiles, raw_files
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "foundation"
@@ -107,7 +109,7 @@ def scgpt_checkpoint(data_sources: DataSources) -> dg.DataVersion:
     code_version="1",
     deps=[scgpt_checkpoint],
     kinds={"pytorch", "parquet"},
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=REFRESH,
     description="scGPT's gene embeddings (gene symbol × embsize) from the pre-trained "
     "checkpoint's gene encoder; the scGPT features of RF/EN/kNN/linear when no scGPT "
     "embedding file is given. Empty without a checkpoint.",
@@ -131,7 +133,9 @@ def scgpt_gene_embeddings(
     )
 
 
-def _inputs(data_sources: DataSources, raw_dataset: dict, loaded: dict) -> FoundationInputs:
+def _inputs(
+    data_sources: DataSources, raw_dataset: dict, files: RawFiles, loaded: dict
+) -> FoundationInputs:
     pseudobulk = loaded.get("pseudobulk")
     simulated = raw_dataset["origin"] == "simulator"
     return FoundationInputs(
@@ -140,7 +144,7 @@ def _inputs(data_sources: DataSources, raw_dataset: dict, loaded: dict) -> Found
         pseudobulk=pseudobulk.to_df() if pseudobulk is not None else None,
         annotations=loaded.get("go_annotations"),
         data_root=data_sources.root,
-        stand_in_dir=Path(raw_dataset["path"]).parent if simulated else None,
+        stand_in_dir=files.folder if simulated else None,
     )
 
 
@@ -221,22 +225,28 @@ def _foundation_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
         data_sources: DataSources,
         **loaded,
     ):
-        var = loaded["expression"].var
+        var, raw_dataset = loaded["expression"].var, loaded.pop("raw_dataset")
         try:
-            run = spec.runner(
-                _inputs(data_sources, loaded.pop("raw_dataset"), loaded),
-                config.settings(),
-                config.device,
-                context.log.info,
-            )
+            with raw_files(raw_dataset, data_sources) as files:
+                run = spec.runner(
+                    _inputs(data_sources, raw_dataset, files, loaded),
+                    config.settings(),
+                    config.device,
+                    context.log.info,
+                )
         except MissingModelFiles as exc:
             context.log.warning(str(exc))
             yield from _skipped(predictor, str(exc), var)
             return
-        path = data_sources.model_file(predictor.name, context.partition_key).with_suffix(".pt")
+        url, sha = data_sources.put_model_file(
+            predictor.name,
+            context.partition_key,
+            "weights.pt",
+            lambda path: save_weights(run.state_dict, path),
+        )
         weights = {
-            "path": str(path),
-            "sha256": save_weights(run.state_dict, path),
+            "path": url,
+            "sha256": sha,
             "settings": run.report.get("settings", {}),
             "device": run.device,
         }

@@ -11,6 +11,7 @@ from perturb_assets.core import benchmark as B
 from perturb_assets.core import ceiling as C
 from perturb_assets.core import registry
 from perturb_assets.core.de import DEMethod
+from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
@@ -58,7 +59,7 @@ def noise_ceiling(
         "metrics": dg.AssetOut(
             code_version="3",
             kinds={"pandas", "parquet"},
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=REFRESH,
             description="Every model × feature set × DE method × metric on the test "
             "conditions, with bootstrap 95% CIs, the paired difference to Train Mean, "
             "per-subgroup rows, the protocol, the noise ceiling (model `noise_ceiling`), each "
@@ -68,7 +69,7 @@ def noise_ceiling(
         "metrics_per_condition": dg.AssetOut(
             code_version="1",
             kinds={"pandas", "parquet"},
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=REFRESH,
             description="The per-condition values behind `metrics`: one row per model, "
             "condition and metric, so any summary row can be traced to its conditions.",
         ),

@@ -16,9 +16,9 @@ import pandas as pd
 
 from perturb_assets.core import models as M
 from perturb_assets.core import registry
-from perturb_assets.core.atomic import atomic_write
 from perturb_assets.core.predictions import prediction_table
-from perturb_assets.defs.metadata import markdown_table
+from perturb_assets.defs.automation import REFRESH
+from perturb_assets.defs.metadata import anndata_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.resources import Compute, DataSources
 
@@ -51,7 +51,7 @@ def _skipped(predictor: registry.Predictor, profiles: ad.AnnData, protocol: str)
     return dg.Output(table, metadata={"status": "skipped: no features", "protocol": protocol})
 
 
-def _run_metadata(run: M.BaselineRun, model_path) -> dict:
+def _run_metadata(run: M.BaselineRun, model_url: str) -> dict:
     fit, report = run.fit, run.feature_report or {}
     meta = {
         "status": "ok",
@@ -62,7 +62,7 @@ def _run_metadata(run: M.BaselineRun, model_path) -> dict:
         **{f"n_{s}": fit.n_conditions.get(s, 0) for s in ("train", "val", "test")},
         "n_skipped_conditions": fit.n_skipped,
         "n_fallback_predictions": fit.n_fallback,
-        "model_file": dg.MetadataValue.path(str(model_path)),
+        "model_file": dg.MetadataValue.path(model_url),
     }
     if report:
         meta |= {
@@ -92,12 +92,19 @@ def _predict(
         protocol=protocol, n_jobs=compute.jobs_per_step, reference=reference,
         missing_gene_policy=config.missing_gene_policy if config else "zero",
     )  # fmt: skip
-    model_path = data_sources.model_file(predictor.name, context.partition_key)
-    atomic_write(model_path, lambda tmp: M.save_model(run.fit.model, tmp))
-    metadata = _run_metadata(run, model_path) | {"n_jobs": compute.jobs_per_step}
+    model_url, _ = data_sources.put_model_file(
+        predictor.name,
+        context.partition_key,
+        "model.skops",
+        lambda path: M.save_model(run.fit.model, path),
+    )
+    metadata = _run_metadata(run, model_url) | {"n_jobs": compute.jobs_per_step}
     if predictor.model.reference_build is not None:
         metadata["implementation"] = "reference" if reference else "fast"
-    return dg.Output(run.table, metadata=metadata)
+    # Content-addressed: a refit that predicts the same values leaves metrics untouched.
+    return dg.Output(
+        run.table, data_version=dg.DataVersion(anndata_sha256(run.table)), metadata=metadata
+    )
 
 
 def _asset_options(predictor: registry.Predictor) -> dict:
@@ -110,7 +117,7 @@ def _asset_options(predictor: registry.Predictor) -> dict:
         kinds={*spec.kinds, "anndata"},
         op_tags={"device": spec.device},
         # Recompute when features or pseudo-bulk change (e.g. a new embedding file).
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=REFRESH,
         metadata={"model": spec.name, "features": predictor.features_label},
         description=f"Test-set pseudo-bulk predictions of {spec.title}"
         + (f" on {predictor.features.title} features." if predictor.features else "."),

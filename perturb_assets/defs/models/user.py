@@ -16,6 +16,7 @@ import pandas as pd
 
 from perturb_assets.core import predictions as P
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_names, dataset_partitions
 from perturb_assets.defs.resources import DataSources
@@ -45,7 +46,7 @@ def user_prediction_files(data_sources: DataSources) -> dg.DataVersion:
     code_version="1",
     deps=[user_prediction_files],
     kinds={"anndata"},
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=REFRESH,
     description="Every prediction file the user put in <data root>/predictions/<dataset>/, "
     "checked against the dataset (conditions, genes, log scale, NaN) and gathered into one "
     "prediction table; each file is a model named after it.",

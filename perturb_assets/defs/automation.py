@@ -1,0 +1,42 @@
+"""The one refresh rule of every automatically refreshed asset.
+
+Dagster's ``eager`` condition with two changes:
+
+- it reacts to a dependency's **data version changing**, not to any new materialisation or
+  observation. Data versions are content hashes (a file's sha256, a table's ``frame_sha256``,
+  predictions' ``anndata_sha256``), so re-observing an unchanged file, or a re-run that writes
+  the same values, requests nothing downstream. The cost: a change travels one level per
+  automation tick (30 s by default) instead of one run for the whole chain;
+- it waits for every blocking check of the dependencies to pass: a new embedding file that
+  fails ``<feature set>_features_usable`` stops the refresh before any model trains on it;
+- optional inputs (read only when materialised: foundation-model predictions, the user's
+  predictions, a checkpoint's extracted embedding) do not hold it back while missing. Plain
+  ``eager`` waits for them forever: metrics would never refresh on a CPU-only deployment.
+"""
+
+import dagster as dg
+
+from perturb_assets.core import registry
+
+AC = dg.AutomationCondition
+
+#: The io manager's ALLOW_MISSING inputs, as a selection.
+OPTIONAL_INPUTS = (
+    dg.AssetSelection.groups("foundation")
+    | dg.AssetSelection.assets("user_predictions")
+    | dg.AssetSelection.assets(
+        *(s.extracted_by for s in registry.embedding_sets() if s.extracted_by)
+    )
+)
+
+DEPS_CHANGED = AC.any_deps_match(AC.data_version_changed()).with_label(
+    "any dependency's data version changed"
+)
+
+REFRESH = (
+    (AC.newly_missing() | DEPS_CHANGED).since_last_handled()
+    & ~AC.any_deps_missing().ignore(OPTIONAL_INPUTS)
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+    & AC.all_deps_blocking_checks_passed()
+).with_label("refresh when an input's content changed and its blocking checks passed")

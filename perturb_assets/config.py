@@ -21,8 +21,10 @@ Layout under the data root::
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 DATA_ROOT_ENV = "PERTURB_ASSETS_DATA_ROOT"
@@ -111,3 +113,31 @@ def compute_budget() -> ComputeBudget:
             "oversubscribe the cores"
         )
     return ComputeBudget(cores, concurrent)
+
+
+#: The packages whose versions every materialisation records (and the lineage audit shows).
+RECORDED_PACKAGES = (
+    "perturb_assets",
+    "dagster",
+    "scanpy",
+    "anndata",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "scipy",
+    "torch",
+    "cell-gears",
+    "scgpt",
+)
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """Installed versions of :data:`RECORDED_PACKAGES` (``not installed`` when absent)."""
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

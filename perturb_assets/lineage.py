@@ -26,10 +26,11 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
+
+from perturb_assets.config import package_versions
 
 if TYPE_CHECKING:
     from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
@@ -47,19 +48,6 @@ ENVIRONMENT_METADATA = "environment"
 #: Dagster's SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD: from this many mapped parent
 #: partitions on, it records the parent's latest data version instead of the per-partition hash.
 PARTITION_HASH_LIMIT = 100
-#: Packages listed as the current environment when a materialisation recorded none.
-ENVIRONMENT_PACKAGES = (
-    "perturb_assets",
-    "dagster",
-    "scanpy",
-    "anndata",
-    "scikit-learn",
-    "numpy",
-    "pandas",
-    "torch",
-    "cell-gears",
-    "scgpt",
-)
 
 Status = Literal["ok", "absent", "stale", "missing", "unrecorded"]
 #: Statuses that verify: current, or absent when the child ran and still absent.
@@ -239,14 +227,8 @@ def audit(
 
 
 def current_environment() -> dict[str, str]:
-    """Installed versions of :data:`ENVIRONMENT_PACKAGES` (``not installed`` when absent)."""
-    versions = {}
-    for name in ENVIRONMENT_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    """Installed versions of the recorded packages (``not installed`` when absent)."""
+    return dict(package_versions())
 
 
 def _check_target(

@@ -19,6 +19,7 @@ from dagster._core.definitions import data_version as dagster_data_version
 import perturb_assets.defs
 from perturb_assets import lineage
 from perturb_assets.cli import main as cli_main
+from perturb_assets.config import RECORDED_PACKAGES
 from perturb_assets.definitions import defs
 from perturb_assets.defs.partitions import register_datasets
 from perturb_assets.defs.resources import build_resources
@@ -169,7 +170,7 @@ def test_cli_json_report_has_every_field(sqlite, monkeypatch, capsys):
         assert all(set(check) == input_fields for check in node["inputs"])
     raw = next(node for node in report["nodes"] if node["asset"] == "raw_dataset")
     assert raw["file_sha256"] == raw["data_version"] and len(raw["file_sha256"]) == 64
-    assert set(report["current_environment"]) == set(lineage.ENVIRONMENT_PACKAGES)
+    assert set(report["current_environment"]) == set(RECORDED_PACKAGES)
 
 
 def test_cli_exit_statuses(sqlite, stale, monkeypatch, capsys):

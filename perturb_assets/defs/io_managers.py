@@ -11,45 +11,23 @@ wrote it (``environment``) in its metadata, for lineage audits.
 
 from __future__ import annotations
 
-import functools
-from importlib import metadata
 from typing import Any
 
 import dagster as dg
 from upath import UPath
 
+from perturb_assets.config import package_versions
 from perturb_assets.core.store import VersionedStore
 from perturb_assets.defs.resources import DataSources
 
 #: Input metadata: load ``None`` when the upstream asset (or partition) was never materialised.
 #: Dagster's own ``UPathIOManager`` key, so partitioned and unpartitioned inputs behave alike.
 ALLOW_MISSING = "allow_missing_partitions"
-#: The packages whose versions every materialisation records.
-RECORDED_PACKAGES = (
-    "perturb_assets",
-    "dagster",
-    "scanpy",
-    "anndata",
-    "scikit-learn",
-    "numpy",
-    "pandas",
-    "scipy",
-    "torch",
-    "cell-gears",
-    "scgpt",
-)
 
 
-@functools.cache
 def environment() -> str:
     """``"perturb_assets 0.1.0, dagster 1.13.27, ..."``: the versions that wrote a value."""
-    versions = []
-    for name in RECORDED_PACKAGES:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name} not installed")
-    return ", ".join(versions)
+    return ", ".join(f"{name} {version}" for name, version in package_versions().items())
 
 
 class _VersionedUPathIOManager(dg.UPathIOManager):

@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # render to files only, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -168,14 +169,7 @@ def median_vs_dynamic_range(points: pd.DataFrame) -> Figure:
             s=30,
             marker="o" if i == 0 else "s",
         )
-        for _, row in part.iterrows():
-            ax.annotate(
-                row["label"],
-                (row["median_corr"], row["dynamic_range"]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
+        _label_points(ax, part)
     ax.set_xlabel("median pairwise delta correlation")
     ax.set_ylabel("best - Train Mean Pearson Delta")
     ax.legend(fontsize=8)
@@ -230,16 +224,21 @@ def sweep_plot(sweep: pd.DataFrame, presets: pd.DataFrame | None = None) -> Figu
             label="presets",
             zorder=3,
         )
-        for _, row in presets.iterrows():
-            ax.annotate(
-                row["label"],
-                (row["median_corr"], row["dynamic_range"]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
+        _label_points(ax, presets)
     ax.set_xlabel("median pairwise delta correlation")
     ax.set_ylabel("Pearson Delta difference")
     ax.legend(fontsize=8)
     ax.set_title("Diversity sweep (simulated)")
     return fig
+
+
+def _label_points(ax: Axes, points: pd.DataFrame) -> None:
+    """Write each row's ``label`` next to its (median_corr, dynamic_range) point."""
+    for _, row in points.iterrows():
+        ax.annotate(
+            row["label"],
+            (row["median_corr"], row["dynamic_range"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )

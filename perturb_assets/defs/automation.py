@@ -5,8 +5,8 @@ Dagster's ``eager`` condition with two changes:
 - it reacts to a dependency's **data version changing**, not to any new materialisation or
   observation. Data versions are content hashes (a file's sha256, a table's ``frame_sha256``,
   predictions' ``anndata_sha256``), so re-observing an unchanged file, or a re-run that writes
-  the same values, requests nothing downstream. The cost: a change travels one level per
-  automation tick (30 s by default) instead of one run for the whole chain;
+  the same values, requests nothing downstream. A dependency requested in the same tick counts
+  as changed, so a changed file's whole chain is requested at once (one run);
 - it waits for every blocking check of the dependencies to pass: a new embedding file that
   fails ``<feature set>_features_usable`` stops the refresh before any model trains on it;
 - optional inputs (read only when materialised: foundation-model predictions, the user's
@@ -29,8 +29,10 @@ OPTIONAL_INPUTS = (
     )
 )
 
-DEPS_CHANGED = AC.any_deps_match(AC.data_version_changed()).with_label(
-    "any dependency's data version changed"
+# A dependency requested in the same tick counts as changed, so one tick requests the whole
+# chain below a changed file (features, models, metrics) as one run.
+DEPS_CHANGED = AC.any_deps_match(AC.data_version_changed() | AC.will_be_requested()).with_label(
+    "any dependency's data version changed (or it is requested in this tick)"
 )
 
 REFRESH = (

@@ -47,7 +47,11 @@ a fixed order: the trees come back from the worker threads in tree order, and a 
 weights add up over the trees in tree order. The bits hold for one CPU type and library
 build; another CPU's or BLAS's SVD kernels round otherwise. :func:`predict_in_tree_order` gives
 scikit-learn's forest (the reference option) the same property: its own ``predict`` adds the
-trees' outputs in the order its threads finish.
+trees' outputs in the order its threads finish. The limit is set by the thread that calls
+``fit`` and holds for the tree threads it starts; every executor here runs a step in its
+process's main thread. A fit started from a secondary thread is outside the guarantee: once
+the main thread has set and restored a limit, OpenBLAS does not reliably apply one set from
+another thread (seen in ``test_forest.py``).
 """
 
 from __future__ import annotations

@@ -747,15 +747,17 @@ def _row(task: str, what: str, mine: Measurement, ref: Measurement, target: str,
 
 
 def _rows(m: dict[str, Measurement], same: dict, wilcoxon_line: str) -> list[list[str]]:
+    return [*_pseudobulk_rows(m, same), *_de_rows(m, same, wilcoxon_line)]
+
+
+def _pseudobulk_rows(m: dict[str, Measurement], same: dict) -> list[list[str]]:
     p, g = m["pseudobulk"], m["pandas_groupby"]
     pb_target = (
         f">=20x: {_verdict(g.seconds >= 20 * p.seconds)}; <=1/10: "
         f"{_verdict(p.peak_bytes * 10 <= g.peak_bytes)}"
     )
-    t, s = m["ttest"], m["scanpy_ttest"]
-    de_vs = "`top_de_genes` vs `sc.tl.rank_genes_groups`"
     floor = m["read_floor"]
-    rows = [
+    return [
         _row(
             "pseudobulk means",
             "`pseudobulk` vs `to_df().groupby().mean()`",
@@ -790,6 +792,13 @@ def _rows(m: dict[str, Measurement], same: dict, wilcoxon_line: str) -> list[lis
             "-",
             "-",
         ],
+    ]
+
+
+def _de_rows(m: dict[str, Measurement], same: dict, wilcoxon_line: str) -> list[list[str]]:
+    t, s = m["ttest"], m["scanpy_ttest"]
+    de_vs = "`top_de_genes` vs `sc.tl.rank_genes_groups`"
+    rows = [
         _row(
             f"DE t-test, top {_N_TOP}",
             de_vs,

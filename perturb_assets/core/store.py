@@ -354,7 +354,7 @@ def _remove(entry: UPath) -> None:
 
 
 def collect_garbage(store: VersionedStore, older_than_s: float = 3600.0) -> list[str]:
-    """Remove staging folders, pointer temporaries and superseded versions older than
+    """Remove pointer temporaries, superseded versions and staging folders older than
     ``older_than_s`` anywhere under the store; the paths removed."""
     now, removed = time.time(), []
     for pointer in list(store.root.rglob(POINTER)):
@@ -362,7 +362,7 @@ def collect_garbage(store: VersionedStore, older_than_s: float = 3600.0) -> list
         current = (store.current(key) or {}).get("version")
         for entry in key.iterdir():
             name = entry.name
-            stale = name.startswith((STAGING_PREFIX, f".{POINTER}.")) or (
+            stale = name.startswith(f".{POINTER}.") or (
                 name.startswith(VERSION_PREFIX) and name != current
             )
             if stale and now - _modified(entry) > older_than_s:
@@ -373,7 +373,8 @@ def collect_garbage(store: VersionedStore, older_than_s: float = 3600.0) -> list
 
 
 def _orphan_staging(store: VersionedStore, now: float, older_than_s: float) -> list[str]:
-    """Staging folders of a first write that died before any pointer existed."""
+    """Staging folders of dead writers (only local stores have any: a remote store's writer
+    stages in a local temporary folder)."""
     if not store.is_local:
         return []
     removed = []

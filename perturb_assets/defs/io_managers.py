@@ -62,8 +62,13 @@ class _VersionedUPathIOManager(dg.UPathIOManager):
         if context.has_asset_partitions and not context.has_partition_key:
             # A fan-in (an unpartitioned run reading a partitioned asset, e.g. benchmark_summary
             # over every dataset): {partition: value} of the materialised ones, however many.
-            paths = self._get_paths_for_partitions(context)
-            return {k: self._store.get(p) for k, p in paths.items() if self._store.exists(p)}
+            values = {}
+            for partition, path in self._get_paths_for_partitions(context).items():
+                try:
+                    values[partition] = self._store.get(path)
+                except FileNotFoundError:  # not materialised: not an input
+                    continue
+            return values
         try:
             return super().load_input(context)
         except FileNotFoundError:

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from perturb_assets.config import data_root
-from perturb_assets.core.datasets import discover_user_datasets
+from perturb_assets.core.datasets import BUILTIN_DATASETS
 from perturb_assets.defs.analyses.assets import sweep_levels
 from perturb_assets.defs.features.assets import embedding_files, go_annotation_file
 from perturb_assets.defs.foundation.assets import scgpt_checkpoint
@@ -100,8 +99,8 @@ def dataset_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if not new:
         return dg.SensorResult(skip_reason="no new dataset")
     # Built-in datasets download gigabytes: they get a partition, not a run.
-    user = set(discover_user_datasets(data_root()))
+    user = [name for name in new if name not in BUILTIN_DATASETS]
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=n, run_key=n) for n in new if n in user],
+        run_requests=[dg.RunRequest(partition_key=n, run_key=n) for n in user],
         dynamic_partitions_requests=[dataset_partitions.build_add_request(new)],
     )

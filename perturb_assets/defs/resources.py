@@ -49,11 +49,6 @@ class DataSources(dg.ConfigurableResource):
         """The versioned store of asset values and model files."""
         return VersionedStore(self.storage_url or self.data_root)
 
-    @property
-    def assets_location(self) -> UPath:
-        """Where the IO manager stores asset values."""
-        return self.store.key("assets")
-
     def model_location(self, asset_name: str, partition: str) -> UPath:
         """Where a prediction asset keeps its fitted model (a versioned file)."""
         return self.store.key("models", asset_name, partition)

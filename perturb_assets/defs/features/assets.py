@@ -26,6 +26,11 @@ GROUP = "features"
 PCA_SEED = 0  # the authors' PCA(random_state=0)
 
 
+def _file_version(path) -> dg.DataVersion:
+    """An observed user file's data version: its sha256, or ``absent``."""
+    return dg.DataVersion(F.file_content_hash(path) if path else "absent")
+
+
 def _observe_embedding_file(spec: registry.FeatureSetSpec) -> dg.SourceAsset:
     @dg.observable_source_asset(
         name=f"{spec.name}_embedding_file",
@@ -34,8 +39,7 @@ def _observe_embedding_file(spec: registry.FeatureSetSpec) -> dg.SourceAsset:
         f"({', '.join(F.EMBEDDING_SUFFIXES)}), observed by sha256.",
     )
     def observe(data_sources: DataSources) -> dg.DataVersion:
-        path = F.user_embedding_file(spec.name, data_sources.root)
-        return dg.DataVersion(F.file_content_hash(path) if path else "absent")
+        return _file_version(F.user_embedding_file(spec.name, data_sources.root))
 
     return observe
 
@@ -49,8 +53,7 @@ embedding_files = [_observe_embedding_file(spec) for spec in registry.embedding_
     f"({', '.join(F.ANNOTATION_FILES)}), observed by sha256.",
 )
 def go_annotation_file(data_sources: DataSources) -> dg.DataVersion:
-    path = F.user_annotation_file(data_sources.root)
-    return dg.DataVersion(F.file_content_hash(path) if path else "absent")
+    return _file_version(F.user_annotation_file(data_sources.root))
 
 
 class AnnotationConfig(dg.Config):

@@ -11,7 +11,7 @@ source "$(dirname "$0")/bootstrap.sh"
 DATASET="${1:-synthetic}"
 # Hash the user's files first (embeddings, GO file, checkpoint, predictions), as the hourly
 # schedule does, so the lineage audit shows which file versions the run read.
-perturb-assets run observe_embedding_files
+perturb-assets run observe_input_files
 perturb-assets run main_job --partition "$DATASET"
 if [ "$DATASET" = synthetic ]; then
   perturb-assets run foundation_job --partition synthetic --config deploy/configs/foundation_tiny.yaml

@@ -2,13 +2,15 @@
 
 Subcommands
 -----------
-simulate OUT        write a synthetic GEARS dataset folder (see ``perturb_assets.core.simulate``)
+simulate OUT        write a synthetic GEARS dataset folder (see ``perturb_assets.core.simulation``)
 add-dataset SRC     validate a GEARS folder or raw-count .h5ad and add it as a dataset partition
 list-datasets       print the dataset partitions (built-in and user)
 fetch NAME          download and unpack a built-in GEARS dataset into the data root
 run JOB             run a job of the code location on $DAGSTER_HOME's instance, one line per step,
                     with the executor of $PERTURB_ASSETS_EXECUTOR (see ``perturb_assets.config``)
 summary             print a dataset's headline table (ours beside the paper's) and the report path
+hashes              print the content sha256 of every stored value, or compare them with a
+                    saved list (two runs, two roots or two code versions hold the same bytes)
 gc                  remove what killed runs left (staging folders, old versions, temp files)
                     and mark their runs failed; see ``perturb_assets.maintenance``
 lineage ASSET       audit the latest materialisation of ASSET[--partition] on $DAGSTER_HOME's
@@ -22,6 +24,55 @@ import sys
 from pathlib import Path
 
 from perturb_assets.config import data_root
+
+
+def _simulate(argv: list[str]) -> int:
+    """``perturb-assets simulate OUT``: simulate a dataset and write it as a GEARS folder."""
+    from perturb_assets.core import gears
+    from perturb_assets.core.simulation import (
+        GMT_NAME,
+        MODALITIES,
+        PRESETS,
+        SimulationParams,
+        preset_params,
+        simulate,
+        write_gears_dataset,
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="perturb-assets simulate",
+        description="Write a simulated Perturb-seq dataset in GEARS perturb_processed.h5ad layout.",
+    )
+    parser.add_argument("out_folder", type=Path, help="output folder")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a preset (the other options override it); without one: the "
+        "simulator's defaults (6,000 cells, 1,000 genes, 120 single perturbations)",
+    )
+    parser.add_argument("--cells", type=int, dest="n_cells")
+    parser.add_argument("--genes", type=int, dest="n_genes")
+    parser.add_argument("--perturbations", type=int, dest="n_perturbations")
+    parser.add_argument("--combo-fraction", type=float)
+    parser.add_argument("--diversity", type=float)
+    parser.add_argument("--terms", type=int, dest="n_terms")
+    parser.add_argument("--modality", choices=MODALITIES)
+    parser.add_argument("--cell-type")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--no-de", action="store_true", help="skip the GEARS DE-gene uns fields")
+    args = vars(parser.parse_args(argv))
+    out_folder, preset = args.pop("out_folder"), args.pop("preset")
+    args["compute_de"] = not args.pop("no_de")
+    try:
+        given = {k: v for k, v in args.items() if v is not None}
+        params = preset_params(preset, **given) if preset else SimulationParams(**given)
+        sim = simulate(params, progress=lambda message: print(message, flush=True))
+    except ValueError as err:
+        parser.error(str(err))
+    folder = write_gears_dataset(sim, out_folder)
+    print(f"wrote {folder / gears.FILENAME} and {folder / GMT_NAME}", flush=True)
+    return 0
 
 
 def _add_dataset(args: argparse.Namespace) -> int:
@@ -46,7 +97,7 @@ def _list_datasets(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from perturb_assets.core.download import fetch_gears_dataset
+    from perturb_assets.core.datasets import fetch_gears_dataset
 
     folder = fetch_gears_dataset(args.name, data_root(), url_template=args.url_template)
     print(folder)
@@ -118,9 +169,9 @@ def _summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from perturb_assets.config import storage_url
-    from perturb_assets.core.benchmark import headline_with_paper
+    from perturb_assets.core.evaluation import headline_with_paper
+    from perturb_assets.core.io import VersionedStore
     from perturb_assets.core.report import REPORT_FILE
-    from perturb_assets.core.store import VersionedStore
 
     store = VersionedStore(storage_url())
     try:
@@ -159,11 +210,34 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0 if report.verified else 1
 
 
+def _hashes(args: argparse.Namespace) -> int:
+    import json
+
+    from perturb_assets.config import storage_url
+    from perturb_assets.core.io import VersionedStore, compare_content_hashes, content_hashes
+
+    hashes = content_hashes(VersionedStore(args.storage or storage_url()), "assets", "models")
+    if args.out:
+        Path(args.out).write_text(json.dumps(hashes, indent=1) + "\n")
+    if not args.compare:
+        if not args.out:
+            print(json.dumps(hashes, indent=1))
+        return 0
+    before = json.loads(Path(args.compare).read_text())
+    diff = compare_content_hashes(before, hashes)
+    for label, keys in diff.items():
+        for key in keys:
+            print(f"{label}\t{key}")
+    same = sum(1 for k in hashes if before.get(k) == hashes[k])
+    print(f"{same} of {len(hashes)} stored values identical to {args.compare}", file=sys.stderr)
+    return 1 if any(diff.values()) else 0
+
+
 def _gc(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from perturb_assets.config import storage_url
-    from perturb_assets.core.store import VersionedStore
+    from perturb_assets.core.io import VersionedStore
     from perturb_assets.maintenance import collect
 
     with dg.DagsterInstance.get() as instance:
@@ -218,6 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="leave anything younger alone (default: an hour), so live runs are safe",
     )
+    hashes = sub.add_parser(
+        "hashes", help="print (or compare) the content sha256 of every stored value"
+    )
+    hashes.add_argument("--storage", default=None, help="store root (default: the configured one)")
+    hashes.add_argument("--out", default=None, help="write the hashes to this JSON file")
+    hashes.add_argument(
+        "--compare", default=None, metavar="JSON", help="compare with hashes saved earlier"
+    )
     lineage = sub.add_parser(
         "lineage", help="audit an asset's latest materialisation back to its input files"
     )
@@ -227,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "simulate":
-        from perturb_assets.core.simulate import main as simulate_main
-
-        return simulate_main(argv[1:])
+        return _simulate(argv[1:])
     args = parser.parse_args(argv)
     handlers = {
         "add-dataset": _add_dataset,
@@ -239,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": _summary,
         "lineage": _lineage,
         "gc": _gc,
+        "hashes": _hashes,
     }
     try:
         return handlers[args.command](args)

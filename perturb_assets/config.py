@@ -12,7 +12,7 @@ Layout under the data root::
     embeddings/                user-supplied gene-embedding files
     annotations/               user-supplied GO annotation files (GAF or GMT)
     reports/                   the benchmark report (HTML, figures, tables)
-    assets/<asset>/<partition>/     materialised assets, versioned (see core/store.py)
+    assets/<asset>/<partition>/     materialised assets, versioned (see core/io/store.py)
     models/<asset>/<partition>/     fitted models, versioned
 
 ``PERTURB_ASSETS_STORAGE_URL`` moves ``assets/`` and ``models/`` elsewhere, e.g. to

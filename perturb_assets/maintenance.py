@@ -3,9 +3,9 @@
 A run killed mid-way (SIGKILL, out of memory, a closed laptop) leaves three things:
 
 - **staging folders and superseded versions** in the store
-  (:func:`perturb_assets.core.store.collect_garbage`): never read, since readers follow the
+  (:func:`perturb_assets.core.io.collect_garbage`): never read, since readers follow the
   ``CURRENT.json`` pointer, but they take space (a Random Forest's model is 100+ MB);
-- **temporary files** of :func:`perturb_assets.core.atomic.atomic_write`
+- **temporary files** of :func:`perturb_assets.core.io.atomic_write`
   (``.<name>.<pid>-<tag>.tmp<suffix>``, e.g. the MSigDB cache) in the data root;
 - **runs shown as STARTED forever** in the instance. On Kubernetes, run monitoring
   (``deploy/dagster.yaml``) marks them failed. On one machine, Dagster's default launcher cannot
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from perturb_assets.core.store import VersionedStore, collect_garbage
+from perturb_assets.core.io import VersionedStore, collect_garbage
 
 #: ``atomic_write``'s temporary names: ``.<stem>.<pid>-<12 hex>.tmp<suffix>``.
 _ATOMIC_TMP = re.compile(r"^\..+\.(\d+)-[0-9a-f]{12}\.tmp")

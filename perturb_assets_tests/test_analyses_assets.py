@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 import perturb_assets.defs
-from perturb_assets.core import benchmark as B
-from perturb_assets.core import registry
-from perturb_assets.core.store import VersionedStore
+from perturb_assets.core.evaluation import CEILING_MODEL
+from perturb_assets.core.io import VersionedStore
+from perturb_assets.core.models import GO_FEATURES, RANDOM_FOREST_GO, TRAIN_MEAN
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
@@ -69,12 +69,12 @@ def test_train_mean_discriminates_at_chance_and_random_forest_clearly_better(run
     table = VersionedStore(root).read("assets", "metrics", "synthetic")
     rows = table[(table["subgroup"] == "all") & (table["metric"] == "discrimination_l1")]
     rows = rows.set_index(["model", "features"])
-    train_mean = rows.loc[(registry.BASELINE.name, "none")]
-    strong = rows.loc[(registry.STRONG_BASELINE.model.name, registry.GO_FEATURES.name)]
+    train_mean = rows.loc[(TRAIN_MEAN.name, "none")]
+    strong = rows.loc[(RANDOM_FOREST_GO.model.name, GO_FEATURES.name)]
     assert abs(train_mean["value"] - 0.5) < 0.06
     assert train_mean["ci_low"] < 0.5 < train_mean["ci_high"]
     assert strong["diff_ci_low"] > 0 and strong["ci_low"] > train_mean["value"]
-    ceiling = rows.loc[(B.CEILING_MODEL, "none")]
+    ceiling = rows.loc[(CEILING_MODEL, "none")]
     assert ceiling["value"] > strong["value"]
     per_condition = VersionedStore(root).read("assets", "metrics_per_condition", "synthetic")
     assert {"condition", "model", "metric", "value"} <= set(per_condition.columns)

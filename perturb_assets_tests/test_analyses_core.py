@@ -8,11 +8,22 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from perturb_assets.core import cell_eval_metrics as CE
-from perturb_assets.core import coherence as coh
-from perturb_assets.core import diversity as D
-from perturb_assets.core.benchmark import de_lists_by_metric, model_metrics
-from perturb_assets.core.ceiling import noise_ceiling, split_half_means
+from perturb_assets.core.analyses import (
+    adequacy_problems,
+    dataset_composition,
+    dataset_diversity,
+    derangement,
+    embedding_coherence,
+    set_mean_correlations,
+)
+from perturb_assets.core.analyses.coherence import _standardised
+from perturb_assets.core.evaluation import (
+    de_lists_by_metric,
+    model_metrics,
+    noise_ceiling,
+    split_half_means,
+)
+from perturb_assets.core.metrics import discrimination_scores, error_metrics
 
 # --- diversity ------------------------------------------------------------------------------
 
@@ -40,7 +51,7 @@ def _diversity_inputs():
 
 def test_diversity_matches_numpy_on_a_constructed_example():
     means, split, first_cell, deltas = _diversity_inputs()
-    result = D.dataset_diversity(means, split, first_cell)
+    result = dataset_diversity(means, split, first_cell)
     order = ["C+ctrl", "B+ctrl", "A+ctrl", "E+ctrl", "D+ctrl"]  # train, val, test; cell order
     assert list(result.correlations.index) == order and result.n_trainval == 3
     corr = np.corrcoef(np.vstack([deltas[c] for c in order]))
@@ -58,12 +69,12 @@ def test_composition_and_adequacy_rule():
     _, split, _, _ = _diversity_inputs()
     n_cells = pd.Series({"ctrl": 100, "A+ctrl": 10, "B+ctrl": 12, "C+ctrl": 8, "D+ctrl": 9,
                          "E+ctrl": 11})  # fmt: skip
-    assert D.dataset_composition(n_cells, split) == {
+    assert dataset_composition(n_cells, split) == {
         "n_control_cells": 100, "n_perturbed_cells": 50, "n_perturbations": 5,
         "n_train": 2, "n_val": 1, "n_test": 2,
     }  # fmt: skip
-    assert D.adequacy_problems(0.3, 0.2) == []
-    assert len(D.adequacy_problems(0.66, 0.02)) == 2  # Adamson-like: alike and no range
+    assert adequacy_problems(0.3, 0.2) == []
+    assert len(adequacy_problems(0.66, 0.02)) == 2  # Adamson-like: alike and no range
 
 
 # --- coherence --------------------------------------------------------------------------------
@@ -71,10 +82,10 @@ def test_composition_and_adequacy_rule():
 
 def test_set_mean_correlation_equals_the_mean_of_the_correlation_submatrix():
     values = np.random.default_rng(1).normal(size=(30, 8))
-    z = coh._standardised(values)
+    z = _standardised(values)
     members = [np.array([0, 3, 5, 7]), np.arange(10, 30)]
     corr = np.corrcoef(values)
-    for got, rows in zip(coh.set_mean_correlations(z, members), members, strict=True):
+    for got, rows in zip(set_mean_correlations(z, members), members, strict=True):
         sub = corr[np.ix_(rows, rows)]
         assert got == pytest.approx(sub[np.tril_indices(len(rows), k=-1)].mean(), abs=1e-6)
 
@@ -88,11 +99,11 @@ def test_coherent_gene_set_scores_above_a_random_one():
     # Every gene is in some set (the null draws vectors from all of them).
     sets = {"coherent": genes[:20], "random": genes[100:130], "tiny": genes[150:153],
             "background": genes}  # fmt: skip
-    per_set = coh.embedding_coherence({"emb": embedding}, sets)
+    per_set = embedding_coherence({"emb": embedding}, sets)
     delta = per_set.set_index("gene_set")["delta"]
     assert "tiny" not in delta.index  # fewer than five genes
     assert delta["coherent"] > 0.5 and abs(delta["random"]) < 0.1
-    assert (coh.derangement(50, rng) != np.arange(50)).all()
+    assert (derangement(50, rng) != np.arange(50)).all()
 
 
 # --- cell-eval's metrics ----------------------------------------------------------------------
@@ -103,9 +114,9 @@ def test_discrimination_score_perfect_constant_and_target_exclusion():
     truth = rng.normal(size=(40, 30))
     ctrl = np.zeros(30)
     for kind in ("l1", "l2", "cosine"):
-        assert (CE.discrimination_scores(truth, truth, ctrl, kind=kind) == 1.0).all()
+        assert (discrimination_scores(truth, truth, ctrl, kind=kind) == 1.0).all()
         constant = np.tile(truth.mean(axis=0), (40, 1))
-        scores = CE.discrimination_scores(constant, truth, ctrl, kind=kind)
+        scores = discrimination_scores(constant, truth, ctrl, kind=kind)
         assert scores.mean() == pytest.approx(0.5, abs=1e-9)  # every rank once
     # Leaving out each condition's target columns equals scipy's distances without them.
     from scipy.spatial.distance import cdist
@@ -118,14 +129,14 @@ def test_discrimination_score_perfect_constant_and_target_exclusion():
             keep = np.setdiff1d(np.arange(30), cols)
             d = cdist(pred[i : i + 1, keep], truth[:, keep], metric=metric)[0]
             expected.append(1 - (d < d[i]).sum() / 39)
-        got = CE.discrimination_scores(pred, truth, ctrl, excluded, kind=kind)
+        got = discrimination_scores(pred, truth, ctrl, excluded, kind=kind)
         np.testing.assert_allclose(got, expected, err_msg=kind)
 
 
 def test_error_metrics_are_means_over_genes():
     rng = np.random.default_rng(4)
     pred, truth, ctrl = rng.normal(size=(5, 9)), rng.normal(size=(5, 9)), rng.normal(size=9)
-    got = CE.error_metrics(pred, truth, ctrl)
+    got = error_metrics(pred, truth, ctrl)
     np.testing.assert_allclose(got["mse"], ((pred - truth) ** 2).mean(axis=1))
     np.testing.assert_allclose(got["mae_delta"], np.abs(pred - truth).mean(axis=1))
 

@@ -12,8 +12,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from perturb_assets.benchmarks import incremental as I
-from perturb_assets.core.features import ANNOTATIONS_SUBDIR, EMBEDDINGS_SUBDIR
+from perturb_assets.benchmarks import incremental
+from perturb_assets.core.io import ANNOTATIONS_SUBDIR, EMBEDDINGS_SUBDIR
 from perturb_assets.defs.jobs import dataset_sensor
 from perturb_assets.defs.partitions import DATASETS, instance_with_datasets
 
@@ -29,20 +29,22 @@ SCGPT_CHAIN = {
 class Lab:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.name = I.lab_dataset(root, "synthetic", **SMALL)
-        self.defs = I.code_location(root)
+        self.name = incremental.lab_dataset(root, "synthetic", **SMALL)
+        self.defs = incremental.code_location(root)
         self.instance = instance_with_datasets([self.name])
-        I.observe_files(self.defs, self.instance)
+        incremental.observe_files(self.defs, self.instance)
         run = self.defs.resolve_job_def("main_job").execute_in_process(
-            instance=self.instance, partition_key=self.name, run_config=I.QUIET
+            instance=self.instance, partition_key=self.name, run_config=incremental.QUIET
         )
         assert run.success
         self.cursor = None
 
-    def refresh(self) -> I.Refresh:
+    def refresh(self) -> incremental.Refresh:
         """Observe the files (the hourly schedule), then tick until nothing is requested."""
-        I.observe_files(self.defs, self.instance)
-        refresh, self.cursor = I.refresh_until_settled(self.defs, self.instance, self.cursor)
+        incremental.observe_files(self.defs, self.instance)
+        refresh, self.cursor = incremental.refresh_until_settled(
+            self.defs, self.instance, self.cursor
+        )
         return refresh
 
 
@@ -62,7 +64,7 @@ def test_re_observing_unchanged_files_requests_nothing(lab):
 
 
 def test_a_changed_embedding_recomputes_only_its_features_models_and_metrics(lab):
-    I.replace_embedding(lab.root, "scgpt", seed=3)
+    incremental.replace_embedding(lab.root, "scgpt", seed=3)
     refresh = lab.refresh()
     assert refresh.assets == SCGPT_CHAIN
     assert {partition for _, partition in refresh.materialised} == {lab.name}
@@ -103,7 +105,7 @@ def test_the_dataset_sensor_registers_a_dropped_dataset_and_requests_its_run(tmp
     instance.add_dynamic_partitions(DATASETS, list(added.partition_keys))
 
     # A user adds a dataset into <data root>/datasets/: no restart, no reload.
-    name = I.lab_dataset(tmp_path, "synthetic", **SMALL)
+    name = incremental.lab_dataset(tmp_path, "synthetic", **SMALL)
     second = dataset_sensor(dg.build_sensor_context(instance=instance))
     assert [r.partition_keys for r in second.dynamic_partitions_requests] == [[name]]
     assert [(r.partition_key, r.run_key) for r in second.run_requests] == [(name, name)]
@@ -127,7 +129,7 @@ def test_re_running_an_unchanged_forest_changes_nothing_downstream(lab):
         instance=lab.instance,
         partition_key=lab.name,
         asset_selection=[dg.AssetKey(key)],
-        run_config=I.QUIET,
+        run_config=incremental.QUIET,
     )
     assert run.success
     after = _latest(lab.instance, key, lab.name)

@@ -6,14 +6,18 @@ import pandas as pd
 import pytest
 
 import perturb_assets.defs
-from perturb_assets.core import benchmark as B
-from perturb_assets.core import cell_eval_metrics as CE
-from perturb_assets.core import registry
-from perturb_assets.core.forest import CompressedTargetForest
-from perturb_assets.core.models import load_model
-from perturb_assets.core.store import VersionedStore
+from perturb_assets.core.evaluation import ALL_SUBGROUPS, CEILING_MODEL, attach_paper_values
+from perturb_assets.core.io import VersionedStore
+from perturb_assets.core.metrics import DISCRIMINATION_METRICS, ERROR_METRICS
+from perturb_assets.core.models import (
+    PREPRINT_2024,
+    PUBLISHED_2025,
+    CompressedTargetForest,
+    load_model,
+    predictors,
+)
 from perturb_assets.defs.jobs import MAIN_SELECTION
-from perturb_assets.defs.metrics import assets as MA
+from perturb_assets.defs.metrics import assets as metrics_assets
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
@@ -41,7 +45,7 @@ def materialised(tmp_path_factory):
     assert result.success
     summary = dg.materialize(
         ASSETS,
-        selection=[MA.benchmark_summary],
+        selection=[metrics_assets.benchmark_summary],
         instance=instance,
         resources=_resources(root),
     )
@@ -55,17 +59,17 @@ def _metrics(root) -> pd.DataFrame:
 
 def test_full_model_feature_metric_table_with_cis(materialised):
     table = _metrics(materialised)
-    overall = table[table["subgroup"] == B.ALL_SUBGROUPS]
+    overall = table[table["subgroup"] == ALL_SUBGROUPS]
     pairs = set(zip(overall["model"], overall["features"], strict=True))
-    expected = {(p.model.name, p.features_label) for p in registry.predictors(foundation=False)}
-    assert pairs == expected | {(B.CEILING_MODEL, "none")}
-    models = overall[overall["model"] != B.CEILING_MODEL]
-    assert set(models["protocol"]) == {registry.PUBLISHED_2025.name}
+    expected = {(p.model.name, p.features_label) for p in predictors(foundation=False)}
+    assert pairs == expected | {(CEILING_MODEL, "none")}
+    models = overall[overall["model"] != CEILING_MODEL]
+    assert set(models["protocol"]) == {PUBLISHED_2025.name}
     metrics = set(overall["metric"])
     assert metrics == {
         "pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target",
-        "pearson_delta_de_no_target_reference_compat", *CE.ERROR_METRICS,
-        *CE.DISCRIMINATION_METRICS,
+        "pearson_delta_de_no_target_reference_compat", *ERROR_METRICS,
+        *DISCRIMINATION_METRICS,
     }  # fmt: skip
     assert set(overall["de_method"]) == {"none", "t-test", "wilcoxon"}
     assert (overall["ci_low"] <= overall["value"]).all()
@@ -80,7 +84,7 @@ def test_full_model_feature_metric_table_with_cis(materialised):
 def test_random_forest_on_go_beats_train_mean(materialised):
     table = _metrics(materialised)
     row = table[
-        (table["metric"] == "pearson_delta") & (table["subgroup"] == B.ALL_SUBGROUPS)
+        (table["metric"] == "pearson_delta") & (table["subgroup"] == ALL_SUBGROUPS)
     ].set_index(["model", "features"])["value"]
     assert row[("random_forest", "go")] > row[("train_mean", "none")] + 0.02
 
@@ -105,24 +109,24 @@ def test_predictions_cover_test_conditions_and_all_genes(materialised):
     assert np.isfinite(pred.X).all()
     # Every row says which model, features and protocol made it.
     assert (pred.obs[["model", "features", "protocol"]].drop_duplicates().values.tolist()
-            == [["knn", "go", registry.PUBLISHED_2025.name]])  # fmt: skip
+            == [["knn", "go", PUBLISHED_2025.name]])  # fmt: skip
 
 
 def test_paper_value_sits_beside_ours_only_where_comparable():
     summary = pd.DataFrame(
         {
             "dataset": ["adamson"] * 3, "model": ["random_forest"] * 3, "features": ["go"] * 3,
-            "protocol": [registry.PUBLISHED_2025.name] * 3,
+            "protocol": [PUBLISHED_2025.name] * 3,
             "de_method": ["none", "wilcoxon", "t-test"], "subgroup": ["all"] * 3,
             "metric": ["pearson_delta", "pearson_de_delta",
                        "pearson_delta_de_no_target_reference_compat"],
             "value": [0.7, 0.7, 0.8],
         }
     )  # fmt: skip
-    out = B.attach_paper_values(summary)
+    out = attach_paper_values(summary)
     assert out.loc[0, "paper_value"] == pytest.approx(0.7387)
     assert pd.isna(out.loc[1, "paper_value"])  # the paper's DE lists are t-test
     assert out.loc[2, "paper_value"] == pytest.approx(0.7958)  # pearson_delta_de_no_knockout
     # The paper's numbers come from the published protocol: not beside a preprint row.
-    preprint = B.attach_paper_values(summary.assign(protocol=registry.PREPRINT_2024.name))
+    preprint = attach_paper_values(summary.assign(protocol=PREPRINT_2024.name))
     assert preprint["paper_value"].isna().all()

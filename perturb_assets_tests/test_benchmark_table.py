@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturb_assets.core import benchmark as B
-from perturb_assets.core import cell_eval_metrics as CE
-from perturb_assets.core.predictions import prediction_table
+from perturb_assets.core.evaluation import COLUMNS, evaluate_models
+from perturb_assets.core.metrics import DISCRIMINATION_METRICS, ERROR_METRICS
+from perturb_assets.core.models import prediction_table
 
 GENES = [f"g{i}" for i in range(6)]
 
@@ -43,7 +43,7 @@ def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_on
         prediction_table(train_mean, model="train_mean", features="none", protocol="p"),
         prediction_table(oracle, model="oracle", features="go", protocol="p"),
     ]
-    summary, per_condition = B.evaluate_models(
+    summary, per_condition = evaluate_models(
         tables, pseudobulk, split, de, dataset="toy", n_boot=200
     )
     row = summary[(summary["model"] == "oracle") & (summary["metric"] == "pearson_delta")
@@ -61,7 +61,7 @@ def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_on
         "pearson_de_delta": {"t-test", "wilcoxon"},
         "pearson_delta_de_no_target": {"t-test", "wilcoxon"},
         "pearson_delta_de_no_target_reference_compat": {"t-test", "wilcoxon"},
-        **{m: {"none"} for m in (*CE.ERROR_METRICS, *CE.DISCRIMINATION_METRICS)},
+        **{m: {"none"} for m in (*ERROR_METRICS, *DISCRIMINATION_METRICS)},
     }  # fmt: skip
     assert set(summary["subgroup"]) == {"all", "unseen_single", "combo_seen2"}
     assert set(per_condition["condition"]) == set(test)
@@ -72,5 +72,5 @@ def test_empty_predictions_are_skipped():
     empty = prediction_table(
         pd.DataFrame(columns=GENES, dtype=float), model="knn", features="scgpt", protocol="p"
     )
-    summary, _ = B.evaluate_models([empty], pseudobulk, split, de, "x")
-    assert summary.empty and list(summary.columns) == B.COLUMNS
+    summary, _ = evaluate_models([empty], pseudobulk, split, de, "x")
+    assert summary.empty and list(summary.columns) == COLUMNS

@@ -7,11 +7,11 @@ import dagster as dg
 import pytest
 
 import perturb_assets.defs
-from perturb_assets.defs.datasets import assets as D
-from perturb_assets.defs.features import assets as F
-from perturb_assets.defs.foundation import assets as FA
-from perturb_assets.defs.metrics import assets as MA
-from perturb_assets.defs.models import assets as MO
+from perturb_assets.defs.datasets import assets as dataset_assets
+from perturb_assets.defs.features import assets as feature_assets
+from perturb_assets.defs.foundation import assets as foundation_assets
+from perturb_assets.defs.metrics import assets as metrics_assets
+from perturb_assets.defs.models import assets as model_assets
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
@@ -81,17 +81,21 @@ def test_out_of_range_simulation_fails_in_seconds_without_retries(tmp_path, conf
 @pytest.mark.parametrize(
     ("config_class", "values", "message"),
     [
-        (D.SplitConfig, {"train_gene_set_size": 1.5}, "train_gene_set_size must be"),
-        (D.SplitConfig, {"seed": -1}, "seed must be an int"),
-        (F.AnnotationConfig, {"n_components": 0}, "greater than or equal to 1"),
-        (MO.FeaturePredictionConfig, {"missing_gene_policy": "ignore"}, "'zero' or 'drop'"),
-        (MO.PredictionConfig, {"protocol": "x"}, "'published_2025' or 'preprint_2024'"),
-        (MA.MetricsConfig, {"headline_de_method": "z"}, "'t-test' or 'wilcoxon'"),
-        (FA.ScGPTConfig, {"device": "gpu"}, "'auto', 'cuda' or 'cpu'"),
-        (FA.ScGPTConfig, {"epochs": 0}, "greater than or equal to 1"),
-        (FA.ScGPTConfig, {"loop": "turbo"}, "'fast' or 'reference'"),
-        (FA.GearsConfig, {"hidden_size": 0}, "greater than or equal to 1"),
-        (FA.GearsConfig, {"lr": -1.0}, "greater than 0"),
+        (dataset_assets.SplitConfig, {"train_gene_set_size": 1.5}, "train_gene_set_size must be"),
+        (dataset_assets.SplitConfig, {"seed": -1}, "seed must be an int"),
+        (feature_assets.AnnotationConfig, {"n_components": 0}, "greater than or equal to 1"),
+        (
+            model_assets.FeaturePredictionConfig,
+            {"missing_gene_policy": "ignore"},
+            "'zero' or 'drop'",
+        ),
+        (model_assets.PredictionConfig, {"protocol": "x"}, "'published_2025' or 'preprint_2024'"),
+        (metrics_assets.MetricsConfig, {"headline_de_method": "z"}, "'t-test' or 'wilcoxon'"),
+        (foundation_assets.ScGPTConfig, {"device": "gpu"}, "'auto', 'cuda' or 'cpu'"),
+        (foundation_assets.ScGPTConfig, {"epochs": 0}, "greater than or equal to 1"),
+        (foundation_assets.ScGPTConfig, {"loop": "turbo"}, "'fast' or 'reference'"),
+        (foundation_assets.GearsConfig, {"hidden_size": 0}, "greater than or equal to 1"),
+        (foundation_assets.GearsConfig, {"lr": -1.0}, "greater than 0"),
     ],
 )
 def test_config_class_refuses_invalid_values(config_class, values, message):

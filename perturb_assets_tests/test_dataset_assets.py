@@ -8,24 +8,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturb_assets.core import de, gears, splits
-from perturb_assets.core import pseudobulk as pb
-from perturb_assets.core.gears import parse_condition
-from perturb_assets.core.store import VersionedStore
-from perturb_assets.defs.datasets import assets as A
-from perturb_assets.defs.datasets import checks as C
+from perturb_assets.core.gears import (
+    condition_problems,
+    parse_condition,
+    schema_problems,
+    simulation_split,
+    split_coverage_problems,
+    split_overlap_problems,
+    value_problems,
+)
+from perturb_assets.core.io import VersionedStore
+from perturb_assets.core.pp import pseudobulk, pseudobulk_problems, top_de_genes
+from perturb_assets.defs.datasets import assets as dataset_assets
+from perturb_assets.defs.datasets import checks as dataset_checks
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
 SMALL = {"n_cells": 1500, "n_genes": 200, "n_perturbations": 30, "combo_fraction": 0.3, "seed": 3}
-ASSETS = [A.raw_dataset, A.expression, A.perturbation_split, A.pseudobulk, A.de_genes]
+ASSETS = [
+    dataset_assets.raw_dataset,
+    dataset_assets.expression,
+    dataset_assets.perturbation_split,
+    dataset_assets.pseudobulk,
+    dataset_assets.de_genes,
+]
 CHECKS = [
-    C.expression_schema,
-    C.expression_values,
-    C.split_disjoint,
-    C.split_covers_data,
-    C.pseudobulk_valid,
-    C.de_genes_valid,
+    dataset_checks.expression_schema,
+    dataset_checks.expression_values,
+    dataset_checks.split_disjoint,
+    dataset_checks.split_covers_data,
+    dataset_checks.pseudobulk_valid,
+    dataset_checks.de_genes_valid,
 ]
 
 
@@ -69,12 +82,12 @@ def test_stored_assets_equal_core_results(run):
     store = VersionedStore(root)
     adata = store.read("assets", "expression", "synthetic")
     table = store.read("assets", "pseudobulk", "synthetic")
-    means = pb.pseudobulk(adata)
+    means = pseudobulk(adata)
     pd.testing.assert_frame_equal(table.to_df(), means, check_names=False)
     assert table.obs.loc["ctrl", "n_cells"] == (adata.obs["condition"] == "ctrl").sum()
 
     split = store.read("assets", "perturbation_split", "synthetic")
-    expected = splits.simulation_split(adata.obs["condition"].astype(str), seed=1)
+    expected = simulation_split(adata.obs["condition"].astype(str), seed=1)
     pd.testing.assert_frame_equal(split, expected)
 
     stored = store.read("assets", "de_genes", "synthetic")
@@ -85,7 +98,7 @@ def test_stored_assets_equal_core_results(run):
             for targets, part in stored[stored["method"] == method].groupby("targets")
         }
         # Plain lists are scanpy's top 20 (core.de is checked against scanpy in test_de).
-        assert lists["included"] == de.top_de_genes(adata, method=method, n_top=20)
+        assert lists["included"] == top_de_genes(adata, method=method, n_top=20)
         for condition, included in lists["included"].items():
             targets = set(parse_condition(condition))
             excluded = lists["excluded"][condition]
@@ -118,7 +131,7 @@ def test_bad_file_fails_with_its_name_and_keeps_previous_expression(tmp_path):
     h5ad = tmp_path / "gears" / "synthetic" / "perturb_processed.h5ad"
     # Someone corrupts the raw file after raw_dataset was recorded: expression must refuse.
     h5ad.write_bytes(h5ad.read_bytes()[:1000])
-    result = _materialize(tmp_path, selection=[A.expression], raise_on_error=False)
+    result = _materialize(tmp_path, selection=[dataset_assets.expression], raise_on_error=False)
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
     assert "perturb_processed.h5ad" in failure.step_failure_data.error.message
@@ -130,18 +143,18 @@ def test_check_rules_flag_bad_data():
         {"split": ["train", "test", "train"], "subgroup": [None, "x", None]},
         index=pd.Index(["A+ctrl", "A+ctrl", "ctrl"], name="condition"),
     )
-    problems = splits.split_overlap_problems(split)
+    problems = split_overlap_problems(split)
     assert any("twice" in p for p in problems) and any("both train and test" in p for p in problems)
 
     adata = ad.AnnData(np.array([[1.0, 30.0], [0.0, np.inf]], dtype=np.float32))
-    problems = [str(p) for p in gears.value_problems(adata.X, log_scale=True)]
+    problems = [str(p) for p in value_problems(adata.X, log_scale=True)]
     assert any("1 infinite" in p for p in problems) and any("not log scale" in p for p in problems)
 
     adata.obs["condition"] = ["A+ctrl", "B+ctrl"]
-    assert any("no control cells" in str(p) for p in gears.condition_problems(adata.obs))
-    assert any("cell_type" in str(p) for p in gears.schema_problems(adata))
+    assert any("no control cells" in str(p) for p in condition_problems(adata.obs))
+    assert any("cell_type" in str(p) for p in schema_problems(adata))
     covered = pd.DataFrame({"split": ["train"], "subgroup": [None]}, index=["ctrl"])
-    assert len(splits.split_coverage_problems(covered, adata.obs["condition"])) == 2
+    assert len(split_coverage_problems(covered, adata.obs["condition"])) == 2
 
 
 @pytest.mark.parametrize("bad", ["nan", "no_ctrl", "empty_group"])
@@ -155,13 +168,12 @@ def test_pseudobulk_rule_flags_bad_profiles(bad):
         profiles.obs_names = ["B+ctrl", "A+ctrl"]
     else:
         profiles.obs["n_cells"] = [5, 0]
-    assert len(pb.pseudobulk_problems(profiles)) == 1
+    assert len(pseudobulk_problems(profiles)) == 1
 
 
 def test_user_dataset_is_located_by_name(tmp_path):
-    from perturb_assets.core.datasets import add_user_dataset
-    from perturb_assets.core.simulate import simulate_perturbseq, write_gears_dataset
-    from perturb_assets.core.sources import UnknownDatasetError, obtain_dataset
+    from perturb_assets.core.datasets import UnknownDatasetError, add_user_dataset, obtain_dataset
+    from perturb_assets.core.simulation import simulate_perturbseq, write_gears_dataset
 
     folder = write_gears_dataset(
         simulate_perturbseq(n_cells=600, n_genes=60, n_perturbations=8, compute_de=False),

@@ -14,20 +14,17 @@ import scipy.sparse as sp
 
 from perturb_assets.core.datasets import (
     BUILTIN_DATASETS,
-    UNS_KEY,
     add_user_dataset,
     dataset_summary,
     discover_user_datasets,
-    is_log_normalized,
     is_valid_dataset_name,
     load_gears_dataset,
-    normalize_expression,
     validate_dataset_name,
-    validate_expression,
-    validate_gears_anndata,
 )
 from perturb_assets.core.errors import DatasetError
 from perturb_assets.core.gears import FILENAME as GEARS_FILENAME
+from perturb_assets.core.gears import UNS_KEY, validate_expression, validate_gears_anndata
+from perturb_assets.core.pp import is_log_normalized, normalize_expression
 
 N_CELLS = 50
 N_GENES = 20
@@ -395,13 +392,13 @@ def test_add_corrupt_dataset_leaves_nothing(tmp_path: Path) -> None:
 def test_add_failure_during_copy_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import perturb_assets.core.datasets as datasets_mod
+    import perturb_assets.core.datasets.catalogue as catalogue
 
     def failing_copy(src: object, dst: object) -> None:
         Path(str(dst)).write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(datasets_mod.shutil, "copyfile", failing_copy)
+    monkeypatch.setattr(catalogue.shutil, "copyfile", failing_copy)
     src = write_gears_folder(make_adata(), tmp_path / "gears_in")
     with pytest.raises(OSError, match="disk full"):
         add_user_dataset(src, "screen", tmp_path / "root")

@@ -12,8 +12,8 @@ import scanpy as sc
 from perturbseq_data import make_adata  # shared test data
 from scipy import sparse
 
-from perturb_assets.core.de import rank_de_genes, select_top_n, top_de_genes
 from perturb_assets.core.gears import parse_condition
+from perturb_assets.core.pp import rank_de_genes, select_top_n, top_de_genes
 
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.PerformanceWarning")
 
@@ -220,11 +220,11 @@ def test_negative_values_and_explicit_zeros(method: str) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_wilcoxon_gene_blocks(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """CSR/dense data are transposed in gene blocks; many small blocks give the same lists."""
-    import perturb_assets.core.de as de_module
+    import perturb_assets.core.pp.de_statistics as de_statistics
 
     adata = make_adata(9, fmt, n_cells=800, n_genes=90)
     expected = top_de_genes(adata, method="wilcoxon", n_top=adata.n_vars)
-    monkeypatch.setattr(de_module, "_WILCOXON_BLOCK", 997)  # ~ a few genes per block
+    monkeypatch.setattr(de_statistics, "_WILCOXON_BLOCK", 997)  # ~ a few genes per block
     assert top_de_genes(adata, method="wilcoxon", n_top=adata.n_vars) == expected
     ref = scanpy_rank(adata, "wilcoxon", adata.n_vars)
     assert {g: list(v) for g, v in ref.items()} == expected

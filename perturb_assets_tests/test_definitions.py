@@ -9,7 +9,7 @@ from anndata import AnnData
 
 from perturb_assets import cli
 from perturb_assets.core.datasets import BUILTIN_DATASETS, load_gears_dataset
-from perturb_assets.core.features import read_gmt
+from perturb_assets.core.io import read_gmt
 from perturb_assets.definitions import defs
 from perturb_assets.defs.partitions import dataset_names, instance_with_datasets
 
@@ -22,7 +22,7 @@ def test_partitions_jobs_sensor_and_schedule():
     assert set(BUILTIN_DATASETS) <= set(keys) and "synthetic" in keys
     for name in ("automation_sensor", "dataset_sensor"):
         assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = defs.get_schedule_def("embedding_refresh_schedule")
+    schedule = defs.get_schedule_def("input_files_refresh_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 

@@ -1,4 +1,4 @@
-"""Tests of perturb_assets.core.download against a local HTTP server (no external host)."""
+"""Tests of perturb_assets.core.io.download against a local HTTP server (no external host)."""
 
 from __future__ import annotations
 
@@ -19,20 +19,18 @@ import pytest
 import requests
 import scipy.sparse as sp
 
-from perturb_assets.core.datasets import builtin_dataset_dir
-from perturb_assets.core.download import (
+from perturb_assets.core.datasets import archive_path, builtin_dataset_dir, fetch_gears_dataset
+from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.gears import FILENAME as GEARS_FILENAME
+from perturb_assets.core.io import (
     DATAVERSE_URL,
     DATAVERSE_URL_ENV,
     DownloadError,
-    archive_path,
     dataverse_url,
     download_file,
     extract_gears_archive,
-    fetch_gears_dataset,
     is_retryable,
 )
-from perturb_assets.core.errors import DatasetError
-from perturb_assets.core.gears import FILENAME as GEARS_FILENAME
 
 PAYLOAD = np.random.default_rng(7).bytes(200_000)
 

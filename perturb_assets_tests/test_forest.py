@@ -9,20 +9,20 @@ import pytest
 from sklearn.ensemble import RandomForestRegressor
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from perturb_assets.core import features as F
-from perturb_assets.core import forest as forest_module
-from perturb_assets.core import registry
-from perturb_assets.core.datasets import normalize_expression
-from perturb_assets.core.forest import (
+from perturb_assets.core.features import pca_features, perturbation_features
+from perturb_assets.core.gears import simulation_split
+from perturb_assets.core.metrics import perturbation_metrics
+from perturb_assets.core.models import (
+    MODELS,
     CompressedTargetForest,
     compress_targets,
+    fit_select_predict,
     predict_in_tree_order,
 )
-from perturb_assets.core.metrics import perturbation_metrics
-from perturb_assets.core.models import fit_select_predict
-from perturb_assets.core.pseudobulk import pseudobulk
-from perturb_assets.core.simulate import simulate_perturbseq
-from perturb_assets.core.splits import simulation_split
+from perturb_assets.core.models import forest as forest_module
+from perturb_assets.core.models.forest import _pinned_blas
+from perturb_assets.core.pp import normalize_expression, pseudobulk
+from perturb_assets.core.simulation import simulate_perturbseq
 
 
 def test_compressed_targets_keep_the_gram_matrix_and_map_back():
@@ -69,7 +69,7 @@ def _dataset(seed: int, combo_fraction: float):
     adata = normalize_expression(sim.adata)
     pb = pseudobulk(adata)
     split = simulation_split(adata.obs["condition"].astype(str))
-    feats, _ = F.perturbation_features(pb.index, F.pca_features(sim.annotations, 32))
+    feats, _ = perturbation_features(pb.index, pca_features(sim.annotations, 32))
     return pb, split, feats
 
 
@@ -124,7 +124,7 @@ def test_metrics_are_within_scikit_learns_own_spread(seed, combo_fraction):
 
 def test_reference_option_is_scikit_learns_forest():
     pb, split, feats = _dataset(3, 0.0)
-    spec = registry.MODELS["random_forest"]
+    spec = MODELS["random_forest"]
     grid = {"n_estimators": [5]}
     ours = fit_select_predict(spec, feats, pb, split, grid=grid)
     assert isinstance(ours.model, CompressedTargetForest)
@@ -134,7 +134,7 @@ def test_reference_option_is_scikit_learns_forest():
 
 def test_grid_is_scored_from_one_growing_forest():
     pb, split, feats = _dataset(3, 0.0)
-    spec = registry.MODELS["random_forest"]
+    spec = MODELS["random_forest"]
     grid = {"n_estimators": [5, 15]}
     shared = fit_select_predict(spec, feats, pb, split, grid=grid)
     for n in grid["n_estimators"]:
@@ -224,14 +224,14 @@ def test_blas_stays_pinned_until_the_last_of_concurrent_fits_ends():
         seen.append((label, forest_module._limit_users, forest_module._limit is not None))
 
     def first():
-        with forest_module._pinned_blas():
+        with _pinned_blas():
             first_in.set()
             second_in.wait(10)
         first_out.set()
 
     def second():
         first_in.wait(10)
-        with forest_module._pinned_blas():
+        with _pinned_blas():
             pin_state("both inside")
             second_in.set()
             first_out.wait(10)
@@ -252,7 +252,7 @@ def test_blas_stays_pinned_until_the_last_of_concurrent_fits_ends():
 
 def test_a_fit_gives_blas_its_threads_back():
     before = _blas_threads()
-    with forest_module._pinned_blas():
+    with _pinned_blas():
         assert _blas_threads() == [1] * len(before)
     assert _blas_threads() == before
 
@@ -290,7 +290,7 @@ def test_fit_select_predict_writes_the_same_bits_on_every_run(reference):
     """The project's path (grid of two, shared fit, test predictions): repeated runs and
     ``n_jobs`` 1 or 2 give one digest, for our forest and scikit-learn's reference forest."""
     pb, split, feats = _dataset(3, 0.0)
-    spec = registry.MODELS["random_forest"]
+    spec = MODELS["random_forest"]
     grid = {"n_estimators": [10, 30]}
     digests = set()
     for n_jobs in (2, 1, 2):

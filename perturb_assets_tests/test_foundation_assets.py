@@ -15,11 +15,10 @@ from dagster_k8s.job import (
 )
 
 import perturb_assets.defs
-from perturb_assets.core import registry
 from perturb_assets.core.errors import DatasetError
-from perturb_assets.core.foundation.runs import FoundationInputs, MissingModelFiles, run_scgpt
-from perturb_assets.core.predictions import read_user_predictions
-from perturb_assets.core.store import VersionedStore
+from perturb_assets.core.io import VersionedStore
+from perturb_assets.core.models import predictors, read_user_predictions
+from perturb_assets.core.models.foundation import FoundationInputs, MissingModelFiles, run_scgpt
 from perturb_assets.defs.foundation.assets import foundation_assets
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
@@ -63,7 +62,7 @@ def _metrics(root) -> pd.DataFrame:
 def test_foundation_models_add_rows_to_the_same_metrics_table(trained):
     root, *_ = trained
     rows = _metrics(root).set_index(["model", "features"])
-    for predictor in registry.predictors(foundation=True):
+    for predictor in predictors(foundation=True):
         row = rows.loc[(predictor.model.name, predictor.features_label)]
         assert row["n_conditions"] > 0 and np.isfinite(row["value"])
         assert np.isfinite(row["diff_vs_train_mean"])  # paired with Train Mean like any model
@@ -73,7 +72,7 @@ def test_foundation_models_add_rows_to_the_same_metrics_table(trained):
 
 def test_trained_weights_are_an_asset_with_checksum_and_training_config(trained):
     root, _, instance, _ = trained
-    for predictor in registry.predictors(foundation=True):
+    for predictor in predictors(foundation=True):
         key = dg.AssetKey(f"{predictor.model.name}_weights")
         manifest = VersionedStore(root).read("assets", key.path[0], "synthetic")
         digest = hashlib.sha256(open(manifest["path"], "rb").read()).hexdigest()

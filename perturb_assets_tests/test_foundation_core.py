@@ -11,16 +11,22 @@ import pandas as pd
 import pytest
 import torch
 
-from perturb_assets.core.datasets import normalize_expression
 from perturb_assets.core.errors import DatasetError
-from perturb_assets.core.foundation import gears_model as G
-from perturb_assets.core.foundation import scgpt_checkpoint as C
-from perturb_assets.core.foundation.cell_pairs import pair_cells
-from perturb_assets.core.foundation.runs import save_weights
-from perturb_assets.core.foundation.scgpt_training import FineTuneSettings, fine_tune
-from perturb_assets.core.pseudobulk import pseudobulk
-from perturb_assets.core.simulate import simulate_perturbseq, simulated_embeddings
-from perturb_assets.core.splits import simulation_split
+from perturb_assets.core.gears import simulation_split
+from perturb_assets.core.models.foundation import (
+    FineTuneSettings,
+    fine_tune,
+    gears_model,
+    pair_cells,
+    save_weights,
+    scgpt_checkpoint,
+)
+from perturb_assets.core.pp import normalize_expression, pseudobulk
+from perturb_assets.core.simulation import (
+    simulate_perturbseq,
+    simulated_embeddings,
+    write_gears_dataset,
+)
 
 TINY = FineTuneSettings(epochs=2, batch_size=16, max_eval_cells=8)
 
@@ -39,39 +45,57 @@ def data():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, data):
     sim = data[0]
-    folder = C.write_checkpoint(tmp_path_factory.mktemp("ckpt"), list(sim.programs.index))
-    return C.read_checkpoint(folder)
+    folder = scgpt_checkpoint.write_checkpoint(
+        tmp_path_factory.mktemp("ckpt"), list(sim.programs.index)
+    )
+    return scgpt_checkpoint.read_checkpoint(folder)
+
+
+def test_the_stand_in_checkpoint_is_written_once_into_the_companion_folder(tmp_path, data):
+    sim = data[0]
+    write_gears_dataset(sim, tmp_path)
+    folder = scgpt_checkpoint.stand_in_checkpoint(tmp_path)
+    assert folder == tmp_path / scgpt_checkpoint.STAND_IN_DIR
+    checkpoint = scgpt_checkpoint.read_checkpoint(folder)
+    genes = [g for g in checkpoint.vocab if g not in scgpt_checkpoint.SPECIAL_TOKENS]
+    assert genes == list(sim.programs.index.astype(str))  # the stand-in embedding's genes
+    written = (folder / scgpt_checkpoint.WEIGHTS_FILE).stat().st_mtime_ns
+    assert scgpt_checkpoint.stand_in_checkpoint(tmp_path) == folder
+    assert (folder / scgpt_checkpoint.WEIGHTS_FILE).stat().st_mtime_ns == written  # reused
 
 
 # --- compatibility ----------------------------------------------------------------------------
 
 
 def test_scgpt_model_code_imports_without_its_stale_dependencies():
+    # scgpt.utils is only the compatibility stub (no file): the real one imports IPython
     code = (
-        "import sys; from perturb_assets.core.foundation.compat import scgpt_model; "
+        "import sys; from perturb_assets.core.models.foundation.compat import scgpt_model; "
         "model, loss = scgpt_model(); "
-        "print(model.__module__, [m for m in ('torchtext', 'IPython', 'datasets', 'anndata') "
-        "if m in sys.modules])"
+        "print(model.__module__, [m for m in ('torchtext', 'IPython', 'datasets') "
+        "if m in sys.modules], getattr(sys.modules['scgpt.utils'], '__file__', None))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["scgpt.model.generation_model", "[]"]
+    assert out.stdout.split() == ["scgpt.model.generation_model", "[]", "None"]
 
 
 # --- checkpoints ------------------------------------------------------------------------------
 
 
 def test_checkpoint_in_official_layout_loads_through_the_flash_attention_rename(checkpoint):
-    saved = C.load_weights(checkpoint.weights_path)
+    saved = scgpt_checkpoint.load_weights(checkpoint.weights_path)
     assert any(".self_attn.Wqkv.weight" in k for k in saved)  # written as flash-attn names
     assert "flag_encoder.weight" in saved  # a part the perturbation model does not load
-    model = C.build_model(checkpoint)
-    report = C.load_pretrained(model, checkpoint)
+    model = scgpt_checkpoint.build_model(checkpoint)
+    report = scgpt_checkpoint.load_pretrained(model, checkpoint)
     state = model.state_dict()
     for key, value in saved.items():
-        if key.startswith(C.PRETRAINED_PREFIXES):
+        if key.startswith(scgpt_checkpoint.PRETRAINED_PREFIXES):
             mapped = key.replace("self_attn.Wqkv.", "self_attn.in_proj_")
             assert torch.equal(state[mapped], value), key
-    assert report["n_tensors"] == sum(k.startswith(C.PRETRAINED_PREFIXES) for k in saved)
+    assert report["n_tensors"] == sum(
+        k.startswith(scgpt_checkpoint.PRETRAINED_PREFIXES) for k in saved
+    )
 
 
 def test_checkpoint_errors_name_the_file_and_field(tmp_path, checkpoint):
@@ -82,29 +106,31 @@ def test_checkpoint_errors_name_the_file_and_field(tmp_path, checkpoint):
     args = json.loads((folder / "args.json").read_text())
     (folder / "args.json").write_text(json.dumps({**args, "nlayers": "two"}))
     with pytest.raises(DatasetError, match=r"args\.json: nlayers: must be a positive integer"):
-        C.read_checkpoint(folder)
+        scgpt_checkpoint.read_checkpoint(folder)
     (folder / "args.json").write_text(json.dumps({**args, "embsize": 16}))  # another architecture
-    other = C.read_checkpoint(folder)
+    other = scgpt_checkpoint.read_checkpoint(folder)
     with pytest.raises(DatasetError, match=r"best_model\.pt: encoder\.embedding\.weight: shape"):
-        C.load_pretrained(C.build_model(other), other)
+        scgpt_checkpoint.load_pretrained(scgpt_checkpoint.build_model(other), other)
     torch.save({"weights": object()}, folder / "best_model.pt")  # not loadable as weights only
     with pytest.raises(DatasetError, match=r"best_model\.pt: file: cannot be loaded"):
-        C.load_weights(folder / "best_model.pt")
+        scgpt_checkpoint.load_weights(folder / "best_model.pt")
     (folder / "vocab.json").unlink()
     with pytest.raises(DatasetError, match=r"vocab\.json: file: missing"):
-        C.read_checkpoint(folder)
+        scgpt_checkpoint.read_checkpoint(folder)
 
 
 def test_genes_are_matched_by_symbol_and_unknown_ones_get_the_pad_token(checkpoint):
-    ids, matched = C.gene_vocab_ids(["SIM0001", "NOT_A_GENE", "SIM0003"], checkpoint.vocab)
+    ids, matched = scgpt_checkpoint.gene_vocab_ids(
+        ["SIM0001", "NOT_A_GENE", "SIM0003"], checkpoint.vocab
+    )
     assert matched == 2
     assert ids[1] == checkpoint.vocab["<pad>"] and ids[0] == checkpoint.vocab["SIM0001"]
 
 
 def test_gene_embedding_table_is_the_pretrained_encoders_output(checkpoint):
-    table = C.gene_embedding_table(checkpoint)
-    model = C.build_model(checkpoint)
-    C.load_pretrained(model, checkpoint)
+    table = scgpt_checkpoint.gene_embedding_table(checkpoint)
+    model = scgpt_checkpoint.build_model(checkpoint)
+    scgpt_checkpoint.load_pretrained(model, checkpoint)
     genes = ["SIM0002", "SIM0010"]
     with torch.no_grad():
         expected = model.encoder(torch.tensor([checkpoint.vocab[g] for g in genes]))
@@ -178,7 +204,9 @@ def test_go_files_hold_jaccard_edges_and_keep_unannotated_targets(tmp_path):
         [[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]],
         index=["A", "B", "C", "D"], columns=["t1", "t2", "t3"],
     )  # fmt: skip
-    report = G.write_go_files(tmp_path, annotations, measured=["A", "B", "C"], perturbed=["D", "E"])
+    report = gears_model.write_go_files(
+        tmp_path, annotations, measured=["A", "B", "C"], perturbed=["D", "E"]
+    )
     assert report["n_unannotated_targets"] == 1  # E gets a term of its own
     edges = pd.read_csv(tmp_path / "go_essential_all" / "go_essential_all.csv")
     weight = {(s, t): w for s, t, w in edges.itertuples(index=False)}
@@ -197,8 +225,8 @@ def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatc
     monkeypatch.setattr(requests, "get", no_network)
     monkeypatch.setattr(requests.Session, "request", no_network)
     sim, adata, split, _ = data
-    settings = G.GearsSettings(epochs=1, hidden_size=8)
-    result = G.train_gears(adata, split, sim.annotations, settings, device="cpu")
+    settings = gears_model.GearsSettings(epochs=1, hidden_size=8)
+    result = gears_model.train_gears(adata, split, sim.annotations, settings, device="cpu")
     test = set(split.index[split["split"] == "test"])
     assert set(result.predictions.index) == test
     assert np.isfinite(result.predictions.to_numpy()).all()
@@ -208,16 +236,16 @@ def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatc
 def test_scfoundation_variant_freezes_the_projected_embedding_table(data):
     sim, adata, split, _ = data
     table = simulated_embeddings(sim)["scfoundation"]
-    settings = G.GearsSettings(epochs=1, hidden_size=8)
-    result = G.train_gears(adata, split, sim.annotations, settings, gene_embeddings=table)
-    expected, found = G.project_embeddings(table, list(adata.var["gene_name"]), 8)
+    settings = gears_model.GearsSettings(epochs=1, hidden_size=8)
+    result = gears_model.train_gears(adata, split, sim.annotations, settings, gene_embeddings=table)
+    expected, found = gears_model.project_embeddings(table, list(adata.var["gene_name"]), 8)
     np.testing.assert_allclose(result.state_dict["gene_emb.weight"].numpy(), expected, atol=1e-6)
     assert found == adata.n_vars == result.report["genes_with_embedding"]
 
 
 def test_embedding_projection_pads_narrow_tables_and_zeroes_missing_genes():
     table = pd.DataFrame(np.random.default_rng(0).normal(size=(5, 3)), index=list("ABCDE"))
-    projected, found = G.project_embeddings(table, ["A", "Z", "C"], width=4)
+    projected, found = gears_model.project_embeddings(table, ["A", "Z", "C"], width=4)
     assert projected.shape == (3, 4) and found == 2
     assert (projected[1] == 0).all() and (projected[:, 3] == 0).all()
 

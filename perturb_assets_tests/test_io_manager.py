@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from perturb_assets.core.atomic import atomic_write
-from perturb_assets.core.store import VersionedStore
+from perturb_assets.core.io import VersionedStore, atomic_write
 
 
 def test_atomic_write_replaces_file(tmp_path):

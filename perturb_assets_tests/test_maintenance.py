@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.cli import main
-from perturb_assets.core.store import STAGING_PREFIX, VersionedStore
+from perturb_assets.core.io import STAGING_PREFIX, VersionedStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def test_gc_leaves_young_files_and_live_writers_alone(tmp_path, monkeypatch):
 
 
 def test_add_dataset_with_a_taken_name_is_a_message(tmp_path, monkeypatch, capsys):
-    from perturb_assets.core.simulate import simulate_perturbseq, write_gears_dataset
+    from perturb_assets.core.simulation import simulate_perturbseq, write_gears_dataset
 
     monkeypatch.setenv("PERTURB_ASSETS_DATA_ROOT", str(tmp_path / "data"))
     source = write_gears_dataset(

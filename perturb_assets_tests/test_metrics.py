@@ -13,15 +13,14 @@ from scipy.stats import pearsonr
 from perturb_assets.core.metrics import (
     METRICS,
     bootstrap_ci,
-    de_lists_without_targets,
     evaluate_predictions,
     paired_comparison,
     perturbation_metrics,
-    reference_compat_de_lists,
     rowwise_pearson,
     subgroup_summary,
     summarise_metrics,
 )
+from perturb_assets.core.pp import de_lists_without_targets, reference_compat_de_lists
 
 GENES = ["g1", "g2", "g3", "g4"]
 
@@ -277,7 +276,7 @@ def test_target_removal_changes_the_metric(combo_case):
 def test_exclude_targets_of_top_de_genes_matches():
     """top_de_genes(exclude_targets=True) removes both genes of a combination, as the helper."""
     anndata = pytest.importorskip("anndata")
-    from perturb_assets.core.de import top_de_genes
+    from perturb_assets.core.pp import top_de_genes
 
     rng = np.random.default_rng(0)
     n_genes = 12
@@ -380,7 +379,7 @@ def test_summaries_and_subgroups():
 
 def test_parallel_kernel_matches_serial(hand, monkeypatch):
     """Large tables use the multi-threaded kernel; force it on a small one and compare."""
-    import perturb_assets.core.metrics as metrics
+    import perturb_assets.core.metrics.pearson as pearson_module
 
     pred, truth, ctrl, de = hand
     rng = np.random.default_rng(11)
@@ -390,7 +389,7 @@ def test_parallel_kernel_matches_serial(hand, monkeypatch):
     truth.loc["C0"] = 0.0  # skipped
     pred.loc["C1"] = ctrl  # pearson_delta undefined
     serial = perturbation_metrics(pred, truth, ctrl)
-    monkeypatch.setattr(metrics, "_PARALLEL_MIN_ENTRIES", 0)
+    monkeypatch.setattr(pearson_module, "_PARALLEL_MIN_ENTRIES", 0)
     parallel = perturbation_metrics(pred, truth, ctrl)
     assert "C0" not in parallel.index and np.isnan(parallel.loc["C1", "pearson_delta"])
     pd.testing.assert_frame_equal(parallel, serial, check_exact=False, rtol=0, atol=1e-14)

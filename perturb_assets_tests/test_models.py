@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from perturb_assets.core import registry
-from perturb_assets.core.estimators import AdditiveModel, LinearPCAModel, TrainMean
 from perturb_assets.core.models import (
+    AdditiveModel,
+    LinearPCAModel,
     ModelFileError,
+    TrainMean,
     UntrustedTypeError,
     fit_select_predict,
     load_model,
+    registry,
     save_model,
 )
 
@@ -349,16 +351,16 @@ def test_load_refuses_a_pickle(tmp_path):
 
 
 def test_undefined_validation_correlation_counts_as_zero(monkeypatch):
-    import perturb_assets.core.models as models
+    import perturb_assets.core.models.fitting as fitting
 
     def fake_metrics(pred, truth, ctrl_mean, de_genes=None):
         # perturbation_metrics reports NaN where Pearson is undefined (constant delta)
         values = [1.0, np.nan][: len(truth)]
         return pd.DataFrame({"pearson_delta": values}, index=truth.index)
 
-    monkeypatch.setattr(models, "perturbation_metrics", fake_metrics)
+    monkeypatch.setattr(fitting, "perturbation_metrics", fake_metrics)
     genes = ["a", "b", "c"]
     truth = pd.DataFrame(np.eye(2, 3), index=["A+ctrl", "B+ctrl"], columns=genes)
     ctrl = pd.Series(0.0, index=genes)
-    assert models._mean_pearson_delta(truth, truth, ctrl) == pytest.approx(0.5)
-    assert np.isnan(models._mean_pearson_delta(truth.iloc[:0], truth.iloc[:0], ctrl))
+    assert fitting._mean_pearson_delta(truth, truth, ctrl) == pytest.approx(0.5)
+    assert np.isnan(fitting._mean_pearson_delta(truth.iloc[:0], truth.iloc[:0], ctrl))

@@ -10,11 +10,9 @@ import pytest
 
 import perturb_assets.defs
 from perturb_assets.cli import main as cli_main
-from perturb_assets.core import gears
 from perturb_assets.core.datasets import BUILTIN_DATASETS
-from perturb_assets.core.presets import PRESETS, preset_params
-from perturb_assets.core.simulate import simulated_conditions
-from perturb_assets.core.splits import simulation_split
+from perturb_assets.core.gears import FILENAME, simulation_split
+from perturb_assets.core.simulation import PRESETS, preset_params, simulated_conditions
 from perturb_assets.defs.datasets.assets import SyntheticConfig
 from perturb_assets.defs.partitions import dataset_names, instance_with_datasets
 from perturb_assets.defs.resources import build_resources
@@ -86,7 +84,7 @@ def test_simulate_command_takes_a_preset(tmp_path, capsys):
     out = tmp_path / "rpe1_small"
     args = ["simulate", str(out), "--preset", "rpe1_like", "--cells", "3000", "--genes", "300"]
     assert cli_main([*args, "--perturbations", "40", "--no-de"]) == 0
-    written = ad.read_h5ad(out / gears.FILENAME, backed="r")
+    written = ad.read_h5ad(out / FILENAME, backed="r")
     assert written.shape == (3000, 300)
     assert written.obs["cell_type"].astype(str).unique().tolist() == ["RPE1"]
     with pytest.raises(SystemExit):

@@ -9,13 +9,7 @@ import pytest
 from perturbseq_data import make_adata  # shared test data
 from scipy import sparse
 
-from perturb_assets.core.pseudobulk import (
-    group_codes,
-    group_indicator,
-    group_sizes,
-    group_sums,
-    pseudobulk,
-)
+from perturb_assets.core.pp import group_codes, group_indicator, group_sizes, group_sums, pseudobulk
 
 FORMATS = ("csr", "csc", "dense")
 

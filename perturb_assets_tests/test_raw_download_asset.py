@@ -8,8 +8,8 @@ import zipfile
 import dagster as dg
 import pytest
 
-from perturb_assets.core.simulate import simulate_perturbseq
-from perturb_assets.defs.datasets import assets as A
+from perturb_assets.core.simulation import simulate_perturbseq
+from perturb_assets.defs.datasets import assets as dataset_assets
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
@@ -37,7 +37,7 @@ def mirror(tmp_path):
 
 def _materialize(data_root, url_template):
     return dg.materialize(
-        [A.raw_dataset, A.expression],
+        [dataset_assets.raw_dataset, dataset_assets.expression],
         partition_key="adamson",
         instance=instance_with_datasets(),
         resources=build_resources(data_root, dataverse_url_template=url_template),

@@ -1,4 +1,4 @@
-"""Tests of the simulated GEARS-layout Perturb-seq dataset (``perturb_assets.core.simulate``)."""
+"""Tests of the simulated GEARS-layout Perturb-seq dataset (``perturb_assets.core.simulation``)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,18 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from perturb_assets.core.features import read_gmt
+from perturb_assets.cli import main as cli_main
 from perturb_assets.core.gears import CONTROL, parse_condition
 from perturb_assets.core.gears import FILENAME as H5AD_NAME
 from perturb_assets.core.gears import UNS_DE_KEYS as GEARS_UNS_KEYS
-from perturb_assets.core.simulate import (
+from perturb_assets.core.io import read_gmt
+from perturb_assets.core.models import embedding_sets
+from perturb_assets.core.pp import median_pairwise_delta_correlation, pseudobulk_deltas
+from perturb_assets.core.simulation import (
     GMT_NAME,
     PROGRAMS_GMT_NAME,
+    STAND_IN_NOISE,
     SimulatedDataset,
-    main,
-    median_pairwise_delta_correlation,
-    pseudobulk_deltas,
     simulate_perturbseq,
     simulated_embeddings,
     write_gears_dataset,
@@ -366,10 +367,10 @@ def test_write_read_round_trip(combo_sim, tmp_path):
     folder = write_gears_dataset(combo_sim, tmp_path / "synthetic")
     assert folder == tmp_path / "synthetic"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [H5AD_NAME, GMT_NAME, PROGRAMS_GMT_NAME, "embeddings", "scgpt_checkpoint"]
-    )
+        [H5AD_NAME, GMT_NAME, PROGRAMS_GMT_NAME, "embeddings"]
+    )  # the scGPT stand-in checkpoint is written by the foundation code on first use
     written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
-    assert set(written) == {"scgpt", "scfoundation", "scelmo"}
+    assert set(written) == set(STAND_IN_NOISE) == {"scgpt", "scfoundation", "scelmo"}
 
     back = ad.read_h5ad(folder / H5AD_NAME)
     mine = combo_sim.adata
@@ -393,10 +394,14 @@ def test_write_read_round_trip(combo_sim, tmp_path):
     # Rewriting replaces the files in place and leaves no temporary files behind.
     write_gears_dataset(combo_sim, folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [H5AD_NAME, GMT_NAME, PROGRAMS_GMT_NAME, "embeddings", "scgpt_checkpoint"]
-    )
+        [H5AD_NAME, GMT_NAME, PROGRAMS_GMT_NAME, "embeddings"]
+    )  # the scGPT stand-in checkpoint is written by the foundation code on first use
     written = {p.stem: pd.read_parquet(p) for p in (folder / "embeddings").iterdir()}
-    assert set(written) == {"scgpt", "scfoundation", "scelmo"}
+    assert set(written) == set(STAND_IN_NOISE) == {"scgpt", "scfoundation", "scelmo"}
+
+
+def test_stand_in_embeddings_cover_every_embedding_feature_set():
+    assert list(STAND_IN_NOISE) == [spec.name for spec in embedding_sets()]
 
 
 def test_read_gmt_rejects_malformed_lines(tmp_path):
@@ -410,7 +415,7 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = [str(out), "--cells", "600", "--genes", "120", "--perturbations", "15"]
     argv += ["--combo-fraction", "0.2", "--diversity", "0.3", "--seed", "4"]
-    assert main(argv) == 0
+    assert cli_main(["simulate", *argv]) == 0
     printed = capsys.readouterr().out
     assert "median pairwise delta correlation" in printed and "wrote" in printed
     back = ad.read_h5ad(out / H5AD_NAME)

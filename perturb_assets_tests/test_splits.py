@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from perturb_assets.core.errors import ConditionSyntaxError
-from perturb_assets.core.splits import SUBGROUPS, simulation_split, split_summary
+from perturb_assets.core.gears import SUBGROUPS, simulation_split, split_summary
 
 anndata = pytest.importorskip("anndata")
 gears_data_utils = pytest.importorskip("gears.data_utils")

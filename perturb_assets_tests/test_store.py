@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from perturb_assets.core import store as S
-from perturb_assets.core.store import CorruptAssetError, StorageReadError, VersionedStore
+from perturb_assets.core.io import CorruptAssetError, StorageReadError, VersionedStore
+from perturb_assets.core.io import store as store_module
 
 
 def _adata(value: float = 1.0, n: int = 400) -> ad.AnnData:
@@ -38,7 +38,7 @@ def test_round_trip_of_every_format_and_identical_content_is_one_version(tmp_pat
         again = store.put(store.key("assets", name, "p"), value)
         assert again.version == first.version  # deterministic bytes: same version
         versions = [e.name for e in store.key("assets", name, "p").iterdir()]
-        assert sorted(versions) == sorted([S.POINTER, first.version])
+        assert sorted(versions) == sorted([store_module.POINTER, first.version])
     pd.testing.assert_frame_equal(store.read("assets", "table", "p"), values["table"])
     assert store.read("assets", "manifest", "p") == values["manifest"]
     assert (store.read("assets", "cells", "p").X != values["cells"].X).nnz == 0
@@ -56,13 +56,15 @@ def test_a_failed_write_keeps_the_previous_version(tmp_path):
     with pytest.raises(OSError, match="No space"):
         store.put(key, Unwritable({"v": [2]}))
     assert store.get(key)["v"].tolist() == [1]
-    assert not [p for p in Path(key.path).iterdir() if p.name.startswith(S.STAGING_PREFIX)]
+    assert not [
+        p for p in Path(key.path).iterdir() if p.name.startswith(store_module.STAGING_PREFIX)
+    ]
 
 
 WRITER = """
 import sys, itertools
 import pandas as pd
-from perturb_assets.core.store import VersionedStore
+from perturb_assets.core.io.store import VersionedStore
 store = VersionedStore(sys.argv[1])
 key = store.key("assets", "t", "p")
 print("ready", flush=True)
@@ -89,8 +91,11 @@ def test_kill_at_any_instant_leaves_a_readable_version(tmp_path):
         value = store.get(key)["v"]
         assert len(value) == 20000 and value.nunique() == 1
     # what the killed writers left behind is garbage, and collectable
-    removed = S.collect_garbage(store, older_than_s=0)
-    assert all(Path(p).name.startswith((S.STAGING_PREFIX, f".{S.POINTER}.", "v-")) for p in removed)
+    removed = store_module.collect_garbage(store, older_than_s=0)
+    assert all(
+        Path(p).name.startswith((store_module.STAGING_PREFIX, f".{store_module.POINTER}.", "v-"))
+        for p in removed
+    )
     assert store.get(key)["v"].nunique() == 1
 
 
@@ -114,14 +119,14 @@ def test_parse_errors_name_the_version(tmp_path):
     key = store.key("assets", "t", "p")
     stored = store.put(key, pd.DataFrame({"v": [1]}))
     # a file that matches its recorded hash but is no parquet (e.g. written by a broken tool)
-    pointer = json.loads(Path(key.path, S.POINTER).read_text())
+    pointer = json.loads(Path(key.path, store_module.POINTER).read_text())
     garbage = b"not parquet at all"
     Path(key.path, stored.version, "data.parquet").write_bytes(garbage)
     pointer["files"]["data.parquet"] = __import__("hashlib").sha256(garbage).hexdigest()
-    Path(key.path, S.POINTER).write_text(json.dumps(pointer))
+    Path(key.path, store_module.POINTER).write_text(json.dumps(pointer))
     with pytest.raises(StorageReadError, match=f"{stored.version}: cannot read parquet"):
         store.get(key)
-    Path(key.path, S.POINTER).write_text("{broken")
+    Path(key.path, store_module.POINTER).write_text("{broken")
     with pytest.raises(StorageReadError, match="CURRENT.json: unreadable pointer"):
         store.get(key)
     with pytest.raises(FileNotFoundError, match="nothing stored at"):
@@ -134,9 +139,11 @@ def test_old_versions_are_pruned_after_the_grace_period(tmp_path, monkeypatch):
     old = store.put(key, pd.DataFrame({"v": [1]}))
     store.put(key, pd.DataFrame({"v": [2]}))
     assert Path(key.path, old.version).exists()  # a concurrent writer's version is kept
-    monkeypatch.setattr(S, "PRUNE_AFTER_S", -1.0)
+    monkeypatch.setattr(store_module, "PRUNE_AFTER_S", -1.0)
     new = store.put(key, pd.DataFrame({"v": [3]}))
-    assert sorted(p.name for p in Path(key.path).iterdir()) == sorted([S.POINTER, new.version])
+    assert sorted(p.name for p in Path(key.path).iterdir()) == sorted(
+        [store_module.POINTER, new.version]
+    )
 
 
 def test_files_and_folders_are_stored_by_content(tmp_path):

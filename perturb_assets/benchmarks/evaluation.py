@@ -9,9 +9,9 @@ Both score the same predictions of the same cells (``--cells`` per condition plu
 cells) on the metrics they share: ``pearson_delta``, ``mse``, ``mae``, ``mse_delta``,
 ``mae_delta`` and the discrimination score with L1, L2 and cosine distances.
 
-* ours: :func:`perturb_assets.core.benchmark.model_metrics` (those metrics, plus ``pearson``)
+* ours: :func:`perturb_assets.core.evaluation.model_metrics` (those metrics, plus ``pearson``)
   from the pseudo-bulk profiles, **plus** the split-half noise ceiling
-  (:func:`perturb_assets.core.ceiling.noise_ceiling`, 5 random splits, every metric again) and
+  (:func:`perturb_assets.core.evaluation.noise_ceiling`, 5 random splits, every metric again) and
   the pseudo-bulk itself;
 * cell-eval 0.8.2: ``MetricsEvaluator(...).compute(profile="anndata")`` without its two
   cell-level metrics and without DE (the same metric set), from the same cells.
@@ -36,9 +36,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from perturb_assets.core.benchmark import model_metrics
-from perturb_assets.core.ceiling import noise_ceiling
-from perturb_assets.core.pseudobulk import pseudobulk
+from perturb_assets.core.evaluation import model_metrics, noise_ceiling
+from perturb_assets.core.pp import pseudobulk
 
 SHARED = ("pearson_delta", "mse", "mae", "mse_delta", "mae_delta")
 

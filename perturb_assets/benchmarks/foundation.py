@@ -35,11 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from perturb_assets.core.datasets import normalize_expression
-from perturb_assets.core.foundation.cell_pairs import CellPairs, pair_cells
-from perturb_assets.core.foundation.scgpt_checkpoint import ScGPTCheckpoint, build_model
-from perturb_assets.core.foundation.scgpt_training import FineTuneSettings, Trainer
-from perturb_assets.core.simulate import simulate_perturbseq
+from perturb_assets.core.models.foundation import (
+    CellPairs,
+    FineTuneSettings,
+    ScGPTCheckpoint,
+    Trainer,
+    build_model,
+    pair_cells,
+)
+from perturb_assets.core.pp import normalize_expression
+from perturb_assets.core.simulation import simulate_perturbseq
 
 HUMAN = {"vocab": 60_697, "embsize": 512, "nheads": 8, "d_hid": 512, "nlayers": 12}
 TINY = {"vocab": 600, "embsize": 32, "nheads": 2, "d_hid": 32, "nlayers": 2}

@@ -65,9 +65,13 @@ def code_location(root: Path) -> dg.Definitions:
 def lab_dataset(root: Path, preset: str = "synthetic", **overrides) -> str:
     """Simulate a dataset and install it as a user would: GEARS file, GO file, embeddings."""
     from perturb_assets.core.datasets import add_user_dataset
-    from perturb_assets.core.features import ANNOTATIONS_SUBDIR, EMBEDDINGS_SUBDIR
-    from perturb_assets.core.presets import preset_params
-    from perturb_assets.core.simulate import GMT_NAME, simulate, write_gears_dataset
+    from perturb_assets.core.io import ANNOTATIONS_SUBDIR, EMBEDDINGS_SUBDIR
+    from perturb_assets.core.simulation import (
+        GMT_NAME,
+        preset_params,
+        simulate,
+        write_gears_dataset,
+    )
 
     incoming = write_gears_dataset(simulate(preset_params(preset, **overrides)), root / "incoming")
     (root / ANNOTATIONS_SUBDIR).mkdir(parents=True, exist_ok=True)
@@ -79,7 +83,7 @@ def lab_dataset(root: Path, preset: str = "synthetic", **overrides) -> str:
 
 def observe_files(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
     """Run the observation job of the hourly schedule (file hashes become data versions)."""
-    result = defs.resolve_job_def("observe_embedding_files").execute_in_process(
+    result = defs.resolve_job_def("observe_input_files").execute_in_process(
         instance=instance, run_config=QUIET
     )
     assert result.success
@@ -122,7 +126,7 @@ def refresh_until_settled(
 
 def replace_embedding(root: Path, name: str = CHANGED, seed: int = 1) -> Path:
     """Give feature set ``name`` a new embedding file (same genes, new values)."""
-    from perturb_assets.core.features import EMBEDDINGS_SUBDIR
+    from perturb_assets.core.io import EMBEDDINGS_SUBDIR
 
     path = root / EMBEDDINGS_SUBDIR / f"{name}.parquet"
     old = pd.read_parquet(path)

@@ -14,7 +14,7 @@ Run::
 2. **The forest.** On that run's ``pseudobulk``, ``perturbation_split`` and ``go_pca_features``:
    Random Forest on GO with a fixed number of trees (``--trees``, default 4 per job), fitted on
    train and predicting test exactly as the prediction asset does, once with
-   :class:`~perturb_assets.core.forest.CompressedTargetForest` and once with scikit-learn's
+   :class:`~perturb_assets.core.models.CompressedTargetForest` and once with scikit-learn's
    ``RandomForestRegressor`` on the raw targets (the reference option), same ``n_jobs``. Then
    the whole grid per feature set: ours as the pipeline measured it (one 300-tree forest gives
    the 100-tree forest too), scikit-learn's extrapolated from its per-tree time (it fits every
@@ -112,7 +112,7 @@ FEATURE_SETS = ("go", "scgpt", "scfoundation", "scelmo")
 
 
 def _load(root: Path, preset: str):
-    from perturb_assets.core.store import VersionedStore
+    from perturb_assets.core.io import VersionedStore
 
     store = VersionedStore(root)
     profiles = store.read("assets", "pseudobulk", preset)
@@ -132,13 +132,12 @@ def _model_megabytes(model) -> float:
 
 
 def _time_forest(features, means, split, trees: int, n_jobs: int, reference: bool) -> dict:
-    from perturb_assets.core import registry
     from perturb_assets.core.metrics import perturbation_metrics
-    from perturb_assets.core.models import fit_select_predict
+    from perturb_assets.core.models import MODELS, fit_select_predict
 
     start = time.perf_counter()
     fit = fit_select_predict(
-        registry.MODELS["random_forest"],
+        MODELS["random_forest"],
         features,
         means,
         split,

@@ -16,7 +16,7 @@ Dagster's ``eager`` condition with two changes:
 
 import dagster as dg
 
-from perturb_assets.core import registry
+from perturb_assets.core.models import embedding_sets
 
 AC = dg.AutomationCondition
 
@@ -24,9 +24,7 @@ AC = dg.AutomationCondition
 OPTIONAL_INPUTS = (
     dg.AssetSelection.groups("foundation")
     | dg.AssetSelection.assets("user_predictions")
-    | dg.AssetSelection.assets(
-        *(s.extracted_by for s in registry.embedding_sets() if s.extracted_by)
-    )
+    | dg.AssetSelection.assets(*(s.extracted_by for s in embedding_sets() if s.extracted_by))
 )
 
 # A dependency requested in the same tick counts as changed, so one tick requests the whole

@@ -53,11 +53,11 @@ sweep_job = dg.define_asset_job(
     description="Simulate and score one diversity level of the sweep.",
 )
 
-# Observing the embedding files records their sha256 as a data version; when a file changes,
-# the eager automation condition of its PCA-feature asset (and everything downstream of it)
-# fires through the automation sensor below.
-observe_embedding_files_job = dg.define_asset_job(
-    "observe_embedding_files",
+# Observing the user's input files (gene embeddings, GO file, scGPT checkpoint, prediction
+# files) records their sha256 as a data version; when a file changes, the eager automation
+# condition of what reads it (and everything downstream) fires through the automation sensor.
+observe_input_files_job = dg.define_asset_job(
+    "observe_input_files",
     selection=dg.AssetSelection.assets(
         *(f.key for f in embedding_files),
         go_annotation_file.key,
@@ -67,9 +67,9 @@ observe_embedding_files_job = dg.define_asset_job(
     description="Hash the user's gene-embedding files, GO annotation file, the scGPT "
     "checkpoint and the user's prediction files.",
 )
-embedding_refresh_schedule = dg.ScheduleDefinition(
-    name="embedding_refresh_schedule",
-    job=observe_embedding_files_job,
+input_files_refresh_schedule = dg.ScheduleDefinition(
+    name="input_files_refresh_schedule",
+    job=observe_input_files_job,
     cron_schedule="0 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Hourly: detect changed embedding files, checkpoints and prediction files, so "

@@ -1,10 +1,10 @@
 """A dataset's raw files wherever a step runs: in place, or fetched from the store.
 
-``raw_dataset`` leaves the GEARS file (and, for a simulated dataset, its stand-ins: GO GMT,
-embeddings, gene programs, scGPT checkpoint) in the local data root. When the store is remote
-(``PERTURB_ASSETS_STORAGE_URL=s3://...``, steps in separate pods) it also stores that folder
-in the store, versioned, and records where; a step on another machine then gets a verified
-copy of it for as long as it needs the files.
+``raw_dataset`` leaves the GEARS file (and, for a simulated dataset, its companion folder of
+stand-ins: GO GMT, embeddings, gene programs, scGPT checkpoint) in the local data root. When the
+store is remote (``PERTURB_ASSETS_STORAGE_URL=s3://...``, steps in separate pods) it also stores
+that folder in the store, versioned, and records where; a step on another machine then gets a
+verified copy of it for as long as it needs the files.
 """
 
 from __future__ import annotations
@@ -17,21 +17,22 @@ from pathlib import Path
 
 from upath import UPath
 
+from perturb_assets.core.datasets import RawManifest
 from perturb_assets.defs.resources import DataSources
-
-STORED = "stored"
 
 
 @dataclass(frozen=True)
 class RawFiles:
-    """The GEARS file of a dataset and the folder beside it."""
+    """The GEARS file of a dataset and the folder beside it, valid where the step runs."""
 
     path: Path
     annotations: Path | None
+    simulated: bool
 
     @property
-    def folder(self) -> Path:
-        return self.path.parent
+    def companion_dir(self) -> Path | None:
+        """The simulator's companion folder here (see :attr:`RawManifest.companion_dir`)."""
+        return self.path.parent if self.simulated else None
 
 
 def store_raw(name: str, path: Path, data_sources: DataSources) -> str | None:
@@ -45,16 +46,20 @@ def store_raw(name: str, path: Path, data_sources: DataSources) -> str | None:
 
 
 @contextmanager
-def raw_files(raw_dataset: dict, data_sources: DataSources) -> Iterator[RawFiles]:
-    """The raw files of ``raw_dataset``'s manifest, valid inside the ``with`` block."""
-    path = Path(raw_dataset["path"])
-    annotations = Path(raw_dataset["annotations"]) if raw_dataset.get("annotations") else None
-    if path.exists() or STORED not in raw_dataset:
-        yield RawFiles(path, annotations)
+def raw_files(raw_dataset: dict | RawManifest, data_sources: DataSources) -> Iterator[RawFiles]:
+    """The raw files of a ``raw_dataset`` manifest, valid inside the ``with`` block."""
+    manifest = (
+        raw_dataset if isinstance(raw_dataset, RawManifest) else RawManifest.from_dict(raw_dataset)
+    )
+    path = Path(manifest.path)
+    annotations = Path(manifest.annotations) if manifest.annotations else None
+    if path.exists() or manifest.stored is None:
+        yield RawFiles(path, annotations, manifest.is_simulated)
         return
     with tempfile.TemporaryDirectory(prefix="perturb_raw_") as scratch:
-        stored = UPath(raw_dataset[STORED])
-        folder = data_sources.store.local_folder(stored, Path(scratch))
+        folder = data_sources.store.local_folder(UPath(manifest.stored), Path(scratch))
         (entry,) = list(folder.iterdir())
         local = entry / path.name if entry.is_dir() else entry
-        yield RawFiles(local, local.parent / annotations.name if annotations else None)
+        yield RawFiles(
+            local, local.parent / annotations.name if annotations else None, manifest.is_simulated
+        )

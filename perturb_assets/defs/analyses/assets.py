@@ -12,24 +12,29 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from perturb_assets.core import coherence as coh
-from perturb_assets.core import diversity as D
-from perturb_assets.core import features as F
-from perturb_assets.core import plots
-from perturb_assets.core import report as R
-from perturb_assets.core import sweep as S
-from perturb_assets.core.benchmark import dynamic_range
-from perturb_assets.core.simulate import PROGRAMS_GMT_NAME
-from perturb_assets.defs.io_managers import ALLOW_MISSING
+from perturb_assets.core import analyses
+from perturb_assets.core.evaluation import dynamic_range
+from perturb_assets.core.io import embedding_files, read_embedding
+from perturb_assets.core.report import (
+    Report,
+    ReportInputs,
+    add_dataset_figures,
+    build_report,
+    load_paper_datasets,
+    plots,
+    sweep_points,
+    write_report,
+)
+from perturb_assets.core.simulation import PROGRAMS_GMT_NAME
 from perturb_assets.defs.metadata import figure, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.raw_files import raw_files
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import ALLOW_MISSING, DataSources
 
 GROUP = "analyses"
 ALL = dg.AllPartitionMapping()
 _OPTIONAL = {ALLOW_MISSING: True}
-sweep_levels = dg.StaticPartitionsDefinition(list(S.SWEEP_LEVELS))
+sweep_levels = dg.StaticPartitionsDefinition(list(analyses.SWEEP_LEVELS))
 
 
 @dg.asset(
@@ -46,8 +51,8 @@ def dataset_diversity_asset(
     context: dg.AssetExecutionContext, pseudobulk: ad.AnnData, perturbation_split: pd.DataFrame
 ) -> dg.Output[ad.AnnData]:
     first_cell = pseudobulk.obs["first_cell"]
-    result = D.dataset_diversity(pseudobulk.to_df(), perturbation_split, first_cell)
-    composition = D.dataset_composition(pseudobulk.obs["n_cells"], perturbation_split)
+    result = analyses.dataset_diversity(pseudobulk.to_df(), perturbation_split, first_cell)
+    composition = analyses.dataset_composition(pseudobulk.obs["n_cells"], perturbation_split)
     summary = {**result.summary(), **composition, **_paper(context.partition_key)}
     corr = result.correlations
     obs = pd.DataFrame(
@@ -67,7 +72,7 @@ def dataset_diversity_asset(
 
 
 def _paper(dataset: str) -> dict[str, float]:
-    paper = R.load_paper_datasets()
+    paper = load_paper_datasets()
     if dataset not in paper.index:
         return {}
     row = paper.loc[dataset]
@@ -85,10 +90,10 @@ class CoherenceConfig(dg.Config):
     reactome: bool = True
     kegg: bool = True
     collectri: bool = True
-    min_set_size: int = Field(coh.MIN_SET_SIZE, ge=2)
+    min_set_size: int = Field(analyses.MIN_SET_SIZE, ge=2)
 
     def downloads(self) -> list[str]:
-        return [name for name in coh.DOWNLOADABLE if getattr(self, name)]
+        return [name for name in analyses.DOWNLOADABLE if getattr(self, name)]
 
 
 @dg.asset(
@@ -114,11 +119,11 @@ def embedding_coherence(
     scgpt_gene_embeddings: pd.DataFrame | None,
 ) -> dg.Output[pd.DataFrame]:
     with raw_files(raw_dataset, data_sources) as files:
-        stand_in = files.folder if raw_dataset["origin"] == "simulator" else None
-        embeddings = _embeddings(data_sources, stand_in, go_pca_features, scgpt_gene_embeddings)
-        collections, problems = _collections(config, data_sources, stand_in)
+        companion = files.companion_dir
+        embeddings = _embeddings(data_sources, companion, go_pca_features, scgpt_gene_embeddings)
+        collections, problems = _collections(config, data_sources, companion)
     frames = [
-        coh.embedding_coherence(embeddings, sets, min_size=config.min_set_size).assign(
+        analyses.embedding_coherence(embeddings, sets, min_size=config.min_set_size).assign(
             collection=name
         )
         for name, sets in collections.items()
@@ -133,30 +138,29 @@ def embedding_coherence(
     return dg.Output(per_set, metadata=meta)
 
 
-def _embeddings(data_sources, stand_in, go_pca, scgpt_extracted) -> dict[str, pd.DataFrame]:
-    simulated = stand_in / F.EMBEDDINGS_SUBDIR if stand_in else None
-    files = F.embedding_files(data_sources.root, simulated)
+def _embeddings(data_sources, companion, go_pca, scgpt_extracted) -> dict[str, pd.DataFrame]:
+    files = embedding_files(data_sources.root, companion)
     tables = {"go_pca": go_pca}
     for name, path in files.items():
-        tables[name] = F.read_embedding(path, trusted_root=data_sources.root)
+        tables[name] = read_embedding(path, trusted_root=data_sources.root)
     if "scgpt" not in tables and scgpt_extracted is not None and not scgpt_extracted.empty:
         tables["scgpt"] = scgpt_extracted
     return tables
 
 
-def _collections(config: CoherenceConfig, data_sources: DataSources, stand_in: Path | None):
-    if config.source == "auto" and stand_in is not None:
-        extra = {"simulated_programs": stand_in / PROGRAMS_GMT_NAME}
-        return coh.gene_set_collections(data_sources.root, (), extra)
+def _collections(config: CoherenceConfig, data_sources: DataSources, companion: Path | None):
+    if config.source == "auto" and companion is not None:
+        extra = {"simulated_programs": companion / PROGRAMS_GMT_NAME}
+        return analyses.gene_set_collections(data_sources.root, (), extra)
     downloads = config.downloads() if config.source in ("auto", "download") else ()
-    return coh.gene_set_collections(data_sources.root, downloads)
+    return analyses.gene_set_collections(data_sources.root, downloads)
 
 
 def _coherence_summary(per_set: pd.DataFrame) -> pd.DataFrame:
     if per_set.empty:
         return pd.DataFrame()
     parts = [
-        coh.coherence_summary(part).assign(collection=name)
+        analyses.coherence_summary(part).assign(collection=name)
         for name, part in per_set.groupby("collection", sort=False)
     ]
     return pd.concat(parts, ignore_index=True)
@@ -165,9 +169,9 @@ def _coherence_summary(per_set: pd.DataFrame) -> pd.DataFrame:
 class SweepConfig(dg.Config):
     """Size of each simulated dataset of the sweep (defaults: ``core.sweep.SWEEP_SIZE``)."""
 
-    n_cells: int = Field(S.SWEEP_SIZE["n_cells"], ge=100)
-    n_genes: int = Field(S.SWEEP_SIZE["n_genes"], ge=50)
-    n_perturbations: int = Field(S.SWEEP_SIZE["n_perturbations"], ge=10)
+    n_cells: int = Field(analyses.SWEEP_SIZE["n_cells"], ge=100)
+    n_genes: int = Field(analyses.SWEEP_SIZE["n_genes"], ge=50)
+    n_perturbations: int = Field(analyses.SWEEP_SIZE["n_perturbations"], ge=10)
     seed: int = 0
 
 
@@ -182,7 +186,7 @@ class SweepConfig(dg.Config):
 )
 def diversity_sweep(context: dg.AssetExecutionContext, config: SweepConfig) -> pd.DataFrame:
     size = config.model_dump(exclude={"seed"})
-    point = S.sweep_point(float(context.partition_key), seed=config.seed, **size)
+    point = analyses.sweep_point(float(context.partition_key), seed=config.seed, **size)
     context.add_output_metadata({k: v for k, v in point.items() if isinstance(v, float)})
     return pd.DataFrame([point])
 
@@ -204,7 +208,7 @@ def diversity_sweep_summary(
 ) -> dg.Output[pd.DataFrame]:
     sweep = pd.concat(diversity_sweep.values(), ignore_index=True).sort_values("diversity")
     overview = diversity_overview if diversity_overview is not None else pd.DataFrame()
-    points = R.sweep_points(overview)
+    points = sweep_points(overview)
     png = plots.png_bytes(plots.sweep_plot(sweep, points))
     return dg.Output(
         sweep, metadata={"table": markdown_table(sweep.round(3)), "figure": figure(png)}
@@ -231,8 +235,8 @@ def diversity_overview(
         best, value = dynamic_range(metrics[dataset]) if dataset in metrics else ("", np.nan)
         rows[dataset] = {**dict(table.uns["summary"]), "best_model": best, "dynamic_range": value}
     overview = pd.DataFrame.from_dict(rows, orient="index").sort_index()
-    report = R.Report()
-    R.add_dataset_figures(report, overview, _correlations(dataset_diversity), heatmaps=False)
+    report = Report()
+    add_dataset_figures(report, overview, _correlations(dataset_diversity), heatmaps=False)
     figures = {name: figure(png, title) for name, (title, png) in report.figures.items()}
     return dg.Output(overview, metadata={"overview": markdown_table(overview.round(3)), **figures})
 
@@ -260,15 +264,15 @@ def benchmark_report(
     embedding_coherence: dict[str, pd.DataFrame] | None,
     diversity_sweep_summary: pd.DataFrame | None,
 ) -> dg.Output[dict]:
-    inputs = R.ReportInputs(
+    inputs = ReportInputs(
         summary=benchmark_summary,
         overview=diversity_overview if diversity_overview is not None else pd.DataFrame(),
         correlations=_correlations(dataset_diversity or {}),
         coherence=_first_coherence(embedding_coherence),
         sweep=diversity_sweep_summary if diversity_sweep_summary is not None else pd.DataFrame(),
     )
-    report = R.build_report(inputs)
-    path = R.write_report(report, data_sources.root / "reports")
+    report = build_report(inputs)
+    path = write_report(report, data_sources.root / "reports")
     meta = {"report": dg.MetadataValue.path(str(path)), "n_figures": len(report.figures)}
     meta |= {name: figure(png, title) for name, (title, png) in report.figures.items()}
     return dg.Output({"path": str(path), "figures": sorted(report.figures)}, metadata=meta)

@@ -4,8 +4,8 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core.benchmark import dynamic_range
-from perturb_assets.core.diversity import adequacy_problems
+from perturb_assets.core.analyses import adequacy_problems
+from perturb_assets.core.evaluation import dynamic_range
 from perturb_assets.defs.partitions import dataset_partitions
 
 

@@ -12,17 +12,26 @@ import dagster as dg
 import pandas as pd
 from pydantic import model_validator
 
-from perturb_assets.core import de, splits
-from perturb_assets.core.datasets import dataset_summary, load_expression
-from perturb_assets.core.download import DownloadError, is_retryable, sha256_file
+from perturb_assets.core.datasets import (
+    RawManifest,
+    UnknownDatasetError,
+    dataset_summary,
+    load_expression,
+    obtain_dataset,
+)
 from perturb_assets.core.errors import DatasetError
-from perturb_assets.core.presets import PRESETS, PresetName, preset_params
-from perturb_assets.core.pseudobulk import pseudobulk_profiles
-from perturb_assets.core.simulate import SimulationParams
-from perturb_assets.core.sources import UnknownDatasetError, obtain_dataset
+from perturb_assets.core.gears import (
+    SPLITS,
+    check_split_parameters,
+    simulation_split,
+    split_summary,
+)
+from perturb_assets.core.io import DownloadError, is_retryable, sha256_file
+from perturb_assets.core.pp import de_gene_table, pseudobulk_profiles
+from perturb_assets.core.simulation import PRESETS, PresetName, SimulationParams, preset_params
 from perturb_assets.defs.metadata import frame_sha256, markdown_table, matrix_sha256
 from perturb_assets.defs.partitions import dataset_partitions
-from perturb_assets.defs.raw_files import STORED, raw_files, store_raw
+from perturb_assets.defs.raw_files import raw_files, store_raw
 from perturb_assets.defs.resources import DataSources
 
 GROUP = "datasets"
@@ -34,11 +43,11 @@ DOWNLOAD_BACKOFF_S = 15
 
 class SyntheticConfig(dg.Config):
     """Simulator settings, used only for simulated partitions (``synthetic``, ``adamson_like``,
-    ``norman_like``, ``k562_like``, ``rpe1_like``; :data:`perturb_assets.core.presets.PRESETS`).
+    ``norman_like``, ``k562_like``, ``rpe1_like``; :data:`perturb_assets.core.simulation.PRESETS`).
 
     ``preset`` picks the base values (``partition``, the default: the partition's own preset);
     every other field left empty (or ``modality="preset"``) keeps the preset's value. Checked by
-    :class:`~perturb_assets.core.simulate.SimulationParams` before anything is simulated.
+    :class:`~perturb_assets.core.simulation.SimulationParams` before anything is simulated.
     """
 
     preset: Literal["partition", PresetName] = "partition"
@@ -98,16 +107,20 @@ def raw_dataset(
     name = context.partition_key
     raw = _obtain(context, data_sources, config)
     sha, size = sha256_file(raw.path), raw.path.stat().st_size
-    manifest = {"dataset": name, "path": str(raw.path), "sha256": sha, "origin": raw.origin}
-    if raw.annotations is not None:
-        simulation = dataclasses.asdict(config.params(name))
-        manifest |= {"annotations": str(raw.annotations), "simulator_config": simulation}
-    stored = store_raw(name, raw.path, data_sources)
-    if stored is not None:  # steps on other machines fetch the files from the store
-        manifest[STORED] = stored
+    simulated = raw.annotations is not None
+    manifest = RawManifest(
+        dataset=name,
+        path=str(raw.path),
+        sha256=sha,
+        origin=raw.origin,
+        annotations=str(raw.annotations) if simulated else None,
+        simulator_config=dataclasses.asdict(config.params(name)) if simulated else None,
+        # steps on other machines fetch the files from a remote store
+        stored=store_raw(name, raw.path, data_sources),
+    )
     context.log.info(f"{name}: {raw.origin} file {raw.path} ({size:,} bytes)")
     return dg.Output(
-        manifest,
+        manifest.to_dict(),
         data_version=dg.DataVersion(sha),
         metadata={"origin": raw.origin, "file": dg.MetadataValue.path(str(raw.path)),
                   "sha256": sha, "bytes": size},
@@ -126,7 +139,7 @@ def expression(
     context: dg.AssetExecutionContext, data_sources: DataSources, raw_dataset: dict
 ) -> dg.Output[ad.AnnData]:
     with raw_files(raw_dataset, data_sources) as files:
-        if sha256_file(files.path) != raw_dataset["sha256"]:
+        if sha256_file(files.path) != RawManifest.from_dict(raw_dataset).sha256:
             raise dg.Failure(
                 f"{files.path} changed since raw_dataset was materialised (sha256 differs); "
                 "re-materialise raw_dataset for this partition"
@@ -143,7 +156,7 @@ def expression(
 
 class SplitConfig(dg.Config):
     """GEARS simulation-split parameters (cell-gears' defaults), checked by
-    :func:`~perturb_assets.core.splits.check_split_parameters` before the split."""
+    :func:`~perturb_assets.core.gears.check_split_parameters` before the split."""
 
     seed: int = 1
     train_gene_set_size: float = 0.75
@@ -151,7 +164,7 @@ class SplitConfig(dg.Config):
 
     @model_validator(mode="after")
     def _valid(self) -> "SplitConfig":
-        splits.check_split_parameters(**self.model_dump())
+        check_split_parameters(**self.model_dump())
         return self
 
 
@@ -164,12 +177,12 @@ class SplitConfig(dg.Config):
     "identical to cell-gears' DataSplitter.",
 )
 def perturbation_split(config: SplitConfig, expression: ad.AnnData) -> dg.Output[pd.DataFrame]:
-    split = splits.simulation_split(expression.obs["condition"].astype(str), **config.model_dump())
-    counts = {f"n_{s}": int((split["split"] == s).sum()) for s in splits.SPLITS}
+    split = simulation_split(expression.obs["condition"].astype(str), **config.model_dump())
+    counts = {f"n_{s}": int((split["split"] == s).sum()) for s in SPLITS}
     return dg.Output(
         split,
         data_version=dg.DataVersion(frame_sha256(split)),
-        metadata={"summary": markdown_table(splits.split_summary(split)), **counts},
+        metadata={"summary": markdown_table(split_summary(split)), **counts},
     )
 
 
@@ -206,7 +219,7 @@ def pseudobulk(expression: ad.AnnData) -> dg.Output[ad.AnnData]:
     "the paper's code does (reference_compat).",
 )
 def de_genes(context: dg.AssetExecutionContext, expression: ad.AnnData) -> dg.Output[pd.DataFrame]:
-    table = de.de_gene_table(expression, dataset=context.partition_key)
+    table = de_gene_table(expression, dataset=context.partition_key)
     counts = table.groupby(["method", "targets"])["condition"].nunique().rename("conditions")
     return dg.Output(
         table,

@@ -8,8 +8,16 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core import de, gears, splits
-from perturb_assets.core import pseudobulk as pb
+from perturb_assets.core.gears import (
+    CONTROL,
+    condition_problems,
+    schema_problems,
+    split_coverage_problems,
+    split_overlap_problems,
+    value_problems,
+    var_problems,
+)
+from perturb_assets.core.pp import de_table_problems, pseudobulk_problems
 from perturb_assets.defs.datasets.assets import de_genes, expression, perturbation_split, pseudobulk
 from perturb_assets.defs.metadata import check_result
 from perturb_assets.defs.partitions import dataset_partitions
@@ -22,21 +30,21 @@ def _check(asset, **kwargs):
 @_check(expression, description="obs/var schema of the GEARS layout and control cells present")
 def expression_schema(expression: ad.AnnData) -> dg.AssetCheckResult:
     problems = [
-        *gears.schema_problems(expression),
-        *gears.condition_problems(expression.obs),
-        *gears.var_problems(expression.var_names),
+        *schema_problems(expression),
+        *condition_problems(expression.obs),
+        *var_problems(expression.var_names),
     ]
     return check_result(problems)
 
 
 @_check(expression, description="X is finite, non-negative and on log scale")
 def expression_values(expression: ad.AnnData) -> dg.AssetCheckResult:
-    return check_result(gears.value_problems(expression.X, log_scale=True))
+    return check_result(value_problems(expression.X, log_scale=True))
 
 
 @_check(perturbation_split, description="no condition in both train and test")
 def split_disjoint(perturbation_split: pd.DataFrame) -> dg.AssetCheckResult:
-    return check_result(splits.split_overlap_problems(perturbation_split))
+    return check_result(split_overlap_problems(perturbation_split))
 
 
 @_check(
@@ -48,12 +56,12 @@ def split_covers_data(
     perturbation_split: pd.DataFrame, expression: ad.AnnData
 ) -> dg.AssetCheckResult:
     conditions = expression.obs["condition"].astype(str)
-    return check_result(splits.split_coverage_problems(perturbation_split, conditions))
+    return check_result(split_coverage_problems(perturbation_split, conditions))
 
 
 @_check(pseudobulk, description="finite means, a ctrl row, and cells behind every condition")
 def pseudobulk_valid(pseudobulk: ad.AnnData) -> dg.AssetCheckResult:
-    return check_result(pb.pseudobulk_problems(pseudobulk, control=gears.CONTROL))
+    return check_result(pseudobulk_problems(pseudobulk, control=CONTROL))
 
 
 @_check(
@@ -62,4 +70,4 @@ def pseudobulk_valid(pseudobulk: ad.AnnData) -> dg.AssetCheckResult:
     description="DE lists cover every perturbed condition, use measured genes, at most 20 each",
 )
 def de_genes_valid(de_genes: pd.DataFrame, expression: ad.AnnData) -> dg.AssetCheckResult:
-    return check_result(de.de_table_problems(de_genes, expression))
+    return check_result(de_table_problems(de_genes, expression))

@@ -1,6 +1,6 @@
 """Gene-feature assets: GO annotations → GO-PCA, embedding files → embedding PCA.
 
-One asset per feature set of :data:`perturb_assets.core.registry.FEATURE_SETS`, each a gene ×
+One asset per feature set of :data:`perturb_assets.core.models.FEATURE_SETS`, each a gene ×
 (up to 256) PCA table, partitioned by dataset. Embedding files are observable source assets
 keyed by content hash, so replacing one file makes only its own downstream assets stale (and,
 with the automation sensor running, recomputes them).
@@ -12,15 +12,30 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from perturb_assets.core import features as F
-from perturb_assets.core import registry
+from perturb_assets.core.features import (
+    DEFAULT_N_COMPONENTS,
+    AnnotationSource,
+    embedding_pca,
+    go_annotation_matrix,
+    match_genes,
+    pca_features,
+)
 from perturb_assets.core.gears import target_genes
+from perturb_assets.core.io import (
+    ANNOTATION_FILES,
+    EMBEDDING_SUFFIXES,
+    embedding_file,
+    read_embedding,
+    sha256_file,
+    user_annotation_file,
+    user_embedding_file,
+)
+from perturb_assets.core.models import GO_FEATURES, FeatureSetSpec, embedding_sets
 from perturb_assets.defs.automation import REFRESH
-from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import frame_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.raw_files import raw_files
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import ALLOW_MISSING, DataSources
 
 GROUP = "features"
 PCA_SEED = 0  # the authors' PCA(random_state=0)
@@ -28,40 +43,40 @@ PCA_SEED = 0  # the authors' PCA(random_state=0)
 
 def _file_version(path) -> dg.DataVersion:
     """An observed user file's data version: its sha256, or ``absent``."""
-    return dg.DataVersion(F.file_content_hash(path) if path else "absent")
+    return dg.DataVersion(sha256_file(path) if path else "absent")
 
 
-def _observe_embedding_file(spec: registry.FeatureSetSpec) -> dg.SourceAsset:
+def _observe_embedding_file(spec: FeatureSetSpec) -> dg.SourceAsset:
     @dg.observable_source_asset(
         name=f"{spec.name}_embedding_file",
         group_name=GROUP,
         description=f"The user's {spec.title} gene-embedding file in <data root>/embeddings/ "
-        f"({', '.join(F.EMBEDDING_SUFFIXES)}), observed by sha256.",
+        f"({', '.join(EMBEDDING_SUFFIXES)}), observed by sha256.",
     )
     def observe(data_sources: DataSources) -> dg.DataVersion:
-        return _file_version(F.user_embedding_file(spec.name, data_sources.root))
+        return _file_version(user_embedding_file(spec.name, data_sources.root))
 
     return observe
 
 
-embedding_files = [_observe_embedding_file(spec) for spec in registry.embedding_sets()]
+embedding_files = [_observe_embedding_file(spec) for spec in embedding_sets()]
 
 
 @dg.observable_source_asset(
     group_name=GROUP,
     description="The user's GO annotation file in <data root>/annotations/ "
-    f"({', '.join(F.ANNOTATION_FILES)}), observed by sha256.",
+    f"({', '.join(ANNOTATION_FILES)}), observed by sha256.",
 )
 def go_annotation_file(data_sources: DataSources) -> dg.DataVersion:
-    return _file_version(F.user_annotation_file(data_sources.root))
+    return _file_version(user_annotation_file(data_sources.root))
 
 
 class AnnotationConfig(dg.Config):
     """Where GO annotations come from: ``auto`` = the simulator (synthetic), else a user file in
     ``<data root>/annotations/`` (go.gmt or go.gaf[.gz]), else decoupler's MSigDB GO BP."""
 
-    source: F.AnnotationSource = "auto"
-    n_components: int = Field(default=F.DEFAULT_N_COMPONENTS, ge=1)
+    source: AnnotationSource = "auto"
+    n_components: int = Field(default=DEFAULT_N_COMPONENTS, ge=1)
 
 
 @dg.asset(
@@ -82,13 +97,13 @@ def go_annotations(
 ) -> dg.Output[pd.DataFrame]:
     try:
         with raw_files(raw_dataset, data_sources) as files:
-            matrix, origin = F.go_annotation_matrix(
+            matrix, origin = go_annotation_matrix(
                 config.source, data_sources.root, files.annotations
             )
     except FileNotFoundError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     # Outdated HGNC symbols in GEARS datasets: count how many targets match, and how.
-    _, report = F.match_genes(target_genes(perturbation_split.index), matrix.index)
+    _, report = match_genes(target_genes(perturbation_split.index), matrix.index)
     return dg.Output(
         matrix,
         data_version=dg.DataVersion(frame_sha256(matrix)),
@@ -114,7 +129,7 @@ def _pca_output(table: pd.DataFrame, extra: dict) -> dg.Output[pd.DataFrame]:
 
 
 @dg.asset(
-    name=registry.GO_FEATURES.asset_name,
+    name=GO_FEATURES.asset_name,
     partitions_def=dataset_partitions,
     group_name=GROUP,
     code_version="1",
@@ -126,11 +141,11 @@ def _pca_output(table: pd.DataFrame, extra: dict) -> dg.Output[pd.DataFrame]:
 def go_pca_features(
     config: AnnotationConfig, go_annotations: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    table = F.pca_features(go_annotations, n_components=config.n_components, random_state=PCA_SEED)
+    table = pca_features(go_annotations, n_components=config.n_components, random_state=PCA_SEED)
     return _pca_output(table, {"preview": markdown_table(table, max_rows=5, max_cols=6)})
 
 
-def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
+def _embedding_pca_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     # An embedding extracted from a checkpoint (scGPT's) is the fallback without a user file.
     extracted = {}
     if spec.extracted_by:
@@ -157,7 +172,7 @@ def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
         if embedding is None:
             context.log.warning(f"no {spec.name} embedding; models on it are skipped")
             return dg.Output(pd.DataFrame(), metadata={"status": "missing embedding file"})
-        table = F.embedding_pca(embedding, random_state=PCA_SEED)
+        table = embedding_pca(embedding, random_state=PCA_SEED)
         return _pca_output(table, {"status": "ok", **origin})
 
     return embedding_features
@@ -166,22 +181,20 @@ def _embedding_pca_asset(spec: registry.FeatureSetSpec) -> dg.AssetsDefinition:
 def _embedding(spec, data_sources: DataSources, raw_dataset: dict, extracted):
     """The embedding table and where it came from: stand-in, user file, or checkpoint."""
     with raw_files(raw_dataset, data_sources) as files:
-        simulated = None
-        if raw_dataset["origin"] == "simulator":
-            simulated = files.folder / F.EMBEDDINGS_SUBDIR
-        path = F.embedding_file(spec.name, data_sources.root, simulated)
+        companion = files.companion_dir
+        path = embedding_file(spec.name, data_sources.root, companion)
         if path is not None:
             # Pickles run code when loaded: only files in the user's data root are trusted.
-            stand_in = simulated is not None and path.is_relative_to(files.folder)
-            trusted = files.folder if stand_in else data_sources.root
-            embedding = F.read_embedding(path, trusted_root=trusted)
+            stand_in = companion is not None and path.is_relative_to(companion)
+            trusted = companion if stand_in else data_sources.root
+            embedding = read_embedding(path, trusted_root=trusted)
             return embedding, {
                 "file": dg.MetadataValue.path(str(path)),
-                "file_sha256": F.file_content_hash(path),
+                "file_sha256": sha256_file(path),
             }
     if extracted is not None and not extracted.empty:
         return extracted, {"file": f"extracted by {spec.extracted_by}"}
     return None, {}
 
 
-embedding_pca_features = [_embedding_pca_asset(spec) for spec in registry.embedding_sets()]
+embedding_pca_features = [_embedding_pca_asset(spec) for spec in embedding_sets()]

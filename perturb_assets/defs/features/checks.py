@@ -7,14 +7,14 @@ automatic refresh (``defs/automation.py``).
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core import features as F
-from perturb_assets.core import registry
+from perturb_assets.core.features import feature_table_problems
 from perturb_assets.core.gears import target_genes
+from perturb_assets.core.models import FEATURE_SETS, FeatureSetSpec
 from perturb_assets.defs.metadata import check_result
 from perturb_assets.defs.partitions import dataset_partitions
 
 
-def _usable_check(spec: registry.FeatureSetSpec) -> dg.AssetChecksDefinition:
+def _usable_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=spec.asset_name,
         name=f"{spec.name}_features_usable",
@@ -26,10 +26,10 @@ def _usable_check(spec: registry.FeatureSetSpec) -> dg.AssetChecksDefinition:
     )
     def usable(features: pd.DataFrame, perturbation_split: pd.DataFrame) -> dg.AssetCheckResult:
         return check_result(
-            F.feature_table_problems(features, target_genes(perturbation_split.index))
+            feature_table_problems(features, target_genes(perturbation_split.index))
         )
 
     return usable
 
 
-feature_checks = [_usable_check(spec) for spec in registry.FEATURE_SETS.values()]
+feature_checks = [_usable_check(spec) for spec in FEATURE_SETS.values()]

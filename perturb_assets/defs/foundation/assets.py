@@ -3,36 +3,36 @@
 Each is a multi-asset with two outputs: ``<model>_predictions`` (the same prediction table as
 the baselines, scored by ``metrics``) and ``<model>_weights`` (the trained weights' file, its
 sha256 and the training settings). The computation is the model's ``runner`` in
-:mod:`perturb_assets.core.foundation.runs`. Also here: the pre-trained scGPT checkpoint
+:mod:`perturb_assets.core.models.foundation.runs`. Also here: the pre-trained scGPT checkpoint
 (an observable source) and the gene-embedding table extracted from it.
 
 No ``from __future__ import annotations``: Dagster reads types at runtime.
 """
 
-import hashlib
 from pathlib import Path
-from typing import Literal
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
-from perturb_assets.core import registry
-from perturb_assets.core.foundation import scgpt_checkpoint as ckpt
-from perturb_assets.core.foundation.gears_model import GearsSettings
-from perturb_assets.core.foundation.runs import FoundationInputs, MissingModelFiles, save_weights
-from perturb_assets.core.foundation.scgpt_training import FineTuneSettings
-from perturb_assets.core.predictions import prediction_table
+from perturb_assets.core.io import sha256_files
+from perturb_assets.core.models import prediction_table, registry
+from perturb_assets.core.models.foundation import (
+    FineTuneSettings,
+    FoundationInputs,
+    GearsSettings,
+    MissingModelFiles,
+    save_weights,
+)
+from perturb_assets.core.models.foundation import scgpt_checkpoint as ckpt
 from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.foundation.k8s import GPU_POOL, gpu_op_tags
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.raw_files import RawFiles, raw_files
 from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.settings_config import settings_config
 
 GROUP = "foundation"
-Device = Literal["auto", "cuda", "cpu"]
-_SCGPT, _GEARS = FineTuneSettings(), GearsSettings()
 # The per-dataset asset behind each field of FoundationInputs a model may require.
 INPUT_ASSETS = {
     "expression": "expression",
@@ -42,43 +42,18 @@ INPUT_ASSETS = {
 }
 
 
-class ScGPTConfig(dg.Config):
-    """scGPT fine-tuning; defaults are the scGPT perturbation tutorial's, as the paper ran it.
-    ``device: auto`` uses CUDA when present, else the CPU (with a warning)."""
-
-    device: Device = "auto"
-    epochs: int = Field(_SCGPT.epochs, ge=1)
-    batch_size: int = Field(_SCGPT.batch_size, ge=1)
-    eval_batch_size: int = Field(_SCGPT.eval_batch_size, ge=1)
-    lr: float = Field(_SCGPT.lr, gt=0)
-    lr_gamma: float = Field(_SCGPT.lr_gamma, gt=0, le=1)
-    early_stop: int = Field(_SCGPT.early_stop, ge=1)
-    max_seq_len: int = Field(_SCGPT.max_seq_len, ge=1)
-    grad_clip: float = Field(_SCGPT.grad_clip, gt=0)
-    amp: bool = _SCGPT.amp
-    seed: int = _SCGPT.seed
-    loop: Literal["fast", "reference"] = _SCGPT.loop
-    compile: bool = _SCGPT.compile
-    max_steps_per_epoch: int | None = Field(_SCGPT.max_steps_per_epoch, ge=1)
-    max_eval_cells: int | None = Field(_SCGPT.max_eval_cells, ge=1)
-
-    def settings(self) -> FineTuneSettings:
-        return FineTuneSettings(**self.model_dump(exclude={"device"}))
-
-
-class GearsConfig(dg.Config):
-    """GEARS training; defaults are cell-gears'. ``device: auto`` as for scGPT."""
-
-    device: Device = "auto"
-    epochs: int = Field(_GEARS.epochs, ge=1)
-    batch_size: int = Field(_GEARS.batch_size, ge=1)
-    lr: float = Field(_GEARS.lr, gt=0)
-    weight_decay: float = Field(_GEARS.weight_decay, ge=0)
-    hidden_size: int = Field(_GEARS.hidden_size, ge=1)
-    seed: int = _GEARS.seed
-
-    def settings(self) -> GearsSettings:
-        return GearsSettings(**self.model_dump(exclude={"device"}))
+ScGPTConfig = settings_config(
+    FineTuneSettings,
+    "ScGPTConfig",
+    "scGPT fine-tuning (core: FineTuneSettings); defaults are the scGPT perturbation "
+    "tutorial's. ``device: auto`` uses CUDA when present, else the CPU (with a warning).",
+)
+GearsConfig = settings_config(
+    GearsSettings,
+    "GearsConfig",
+    "GEARS training (core: GearsSettings); defaults are cell-gears'. ``device: auto`` as for "
+    "scGPT.",
+)
 
 
 CONFIGS = {FineTuneSettings: ScGPTConfig, GearsSettings: GearsConfig}
@@ -87,12 +62,9 @@ CONFIGS = {FineTuneSettings: ScGPTConfig, GearsSettings: GearsConfig}
 def _folder_sha256(folder: Path | None) -> str:
     if folder is None:
         return "absent"
-    digest = hashlib.sha256()
-    for name in (ckpt.ARGS_FILE, ckpt.VOCAB_FILE, ckpt.WEIGHTS_FILE):
-        with open(folder / name, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_files(
+        folder / name for name in (ckpt.ARGS_FILE, ckpt.VOCAB_FILE, ckpt.WEIGHTS_FILE)
+    )
 
 
 @dg.observable_source_asset(
@@ -133,18 +105,15 @@ def scgpt_gene_embeddings(
     )
 
 
-def _inputs(
-    data_sources: DataSources, raw_dataset: dict, files: RawFiles, loaded: dict
-) -> FoundationInputs:
+def _inputs(data_sources: DataSources, files: RawFiles, loaded: dict) -> FoundationInputs:
     pseudobulk = loaded.get("pseudobulk")
-    simulated = raw_dataset["origin"] == "simulator"
     return FoundationInputs(
         expression=loaded["expression"],
         split=loaded["perturbation_split"],
         pseudobulk=pseudobulk.to_df() if pseudobulk is not None else None,
         annotations=loaded.get("go_annotations"),
         data_root=data_sources.root,
-        stand_in_dir=files.folder if simulated else None,
+        companion_dir=files.companion_dir,
     )
 
 
@@ -229,7 +198,7 @@ def _foundation_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
         try:
             with raw_files(raw_dataset, data_sources) as files:
                 run = spec.runner(
-                    _inputs(data_sources, raw_dataset, files, loaded),
+                    _inputs(data_sources, files, loaded),
                     config.settings(),
                     config.device,
                     context.log.info,

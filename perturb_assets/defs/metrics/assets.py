@@ -7,14 +7,13 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core import benchmark as B
-from perturb_assets.core import ceiling as C
-from perturb_assets.core import registry
-from perturb_assets.core.de import DEMethod
+from perturb_assets.core import evaluation
+from perturb_assets.core.models import registry
+from perturb_assets.core.pp import DEMethod
 from perturb_assets.defs.automation import REFRESH
-from perturb_assets.defs.io_managers import ALLOW_MISSING
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
+from perturb_assets.defs.resources import ALLOW_MISSING
 
 GROUP = "metrics"
 # Foundation models and the user's files may not be materialised: those inputs are optional.
@@ -31,7 +30,7 @@ _PREDICTION_INS = {
 class MetricsConfig(dg.Config):
     """Which DE lists the headline table in the metadata uses (the paper's are t-test)."""
 
-    headline_de_method: DEMethod = B.PAPER_DE_METHOD
+    headline_de_method: DEMethod = evaluation.PAPER_DE_METHOD
 
 
 @dg.asset(
@@ -48,8 +47,8 @@ def noise_ceiling(
     de_genes: pd.DataFrame,
     pseudobulk: ad.AnnData,
 ) -> dg.Output[pd.DataFrame]:
-    table = C.noise_ceiling(expression, perturbation_split, de_genes, pseudobulk.to_df())
-    means = table[table["de_method"].isin(["none", B.PAPER_DE_METHOD])]
+    table = evaluation.noise_ceiling(expression, perturbation_split, de_genes, pseudobulk.to_df())
+    means = table[table["de_method"].isin(["none", evaluation.PAPER_DE_METHOD])]
     means = means.groupby("metric")["value"].mean().round(3).to_frame()
     return dg.Output(table, metadata={"ceiling": markdown_table(means), "n_rows": len(table)})
 
@@ -93,7 +92,7 @@ def metrics(
     noise_ceiling: pd.DataFrame,
     **predictions: ad.AnnData | None,
 ):
-    summary, per_condition = B.evaluate_models(
+    summary, per_condition = evaluation.evaluate_models(
         predictions.values(),
         pseudobulk.to_df(),
         perturbation_split,
@@ -102,9 +101,9 @@ def metrics(
         gene_names=pseudobulk.var.get("gene_name"),
         ceiling=noise_ceiling,
     )
-    table = B.attach_paper_values(summary)
+    table = evaluation.attach_paper_values(summary)
     skipped = sorted(name for name, t in predictions.items() if t is None or t.n_obs == 0)
-    headline = B.headline_table(table, de_method=config.headline_de_method)
+    headline = evaluation.headline_table(table, de_method=config.headline_de_method)
     yield dg.Output(
         table,
         "metrics",
@@ -125,11 +124,13 @@ def metrics(
     description="All datasets' metric tables in one tidy table (materialised partitions only).",
 )
 def benchmark_summary(metrics: dict[str, pd.DataFrame]) -> dg.Output[pd.DataFrame]:
-    table = B.combine_datasets(metrics.values())
+    table = evaluation.combine_datasets(metrics.values())
     return dg.Output(
         table,
         metadata={
             "datasets": ", ".join(sorted(metrics)),
-            "pearson_delta": markdown_table(B.pearson_delta_by_dataset(table), max_rows=40),
+            "pearson_delta": markdown_table(
+                evaluation.pearson_delta_by_dataset(table), max_rows=40
+            ),
         },
     )

@@ -1,6 +1,6 @@
 """Prediction assets, one per registered model × feature set: ``<model>_<features>_predictions``.
 
-The factory reads :func:`perturb_assets.core.registry.predictors`; each asset runs
+The factory reads :func:`perturb_assets.core.models.predictors`; each asset runs
 :func:`perturb_assets.core.models.run_baseline` (features, grid search on validation, test
 predictions) under the configured benchmark protocol, stores the prediction table, and keeps
 the fitted model with skops in the platform's own storage (never loaded from a user path).
@@ -14,9 +14,16 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core import models as M
-from perturb_assets.core import registry
-from perturb_assets.core.predictions import prediction_table
+from perturb_assets.core.models import (
+    DEFAULT_PROTOCOL,
+    BaselineRun,
+    Predictor,
+    ProtocolName,
+    prediction_table,
+    predictors,
+    run_baseline,
+    save_model,
+)
 from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.metadata import anndata_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
@@ -26,9 +33,9 @@ GROUP = "models"
 
 
 class PredictionConfig(dg.Config):
-    """The benchmark protocol (:data:`perturb_assets.core.registry.PROTOCOLS`)."""
+    """The benchmark protocol (:data:`perturb_assets.core.models.PROTOCOLS`)."""
 
-    protocol: registry.ProtocolName = registry.DEFAULT_PROTOCOL.name
+    protocol: ProtocolName = DEFAULT_PROTOCOL.name
 
 
 class FeaturePredictionConfig(PredictionConfig):
@@ -36,14 +43,14 @@ class FeaturePredictionConfig(PredictionConfig):
     default) or is left out of training and prediction (``drop``); and ``implementation``:
     ``reference`` fits the model's reference implementation where it has a faster equivalent
     (scikit-learn's ``RandomForestRegressor`` on the raw targets instead of
-    :class:`~perturb_assets.core.forest.CompressedTargetForest`, each grid setting on its own).
+    :class:`~perturb_assets.core.models.CompressedTargetForest`, each grid setting on its own).
     """
 
     missing_gene_policy: Literal["zero", "drop"] = "zero"
     implementation: Literal["fast", "reference"] = "fast"
 
 
-def _skipped(predictor: registry.Predictor, profiles: ad.AnnData, protocol: str):
+def _skipped(predictor: Predictor, profiles: ad.AnnData, protocol: str):
     empty = pd.DataFrame(columns=profiles.var_names, dtype=float)
     table = prediction_table(
         empty, model=predictor.model.name, features=predictor.features_label, protocol=protocol
@@ -51,7 +58,7 @@ def _skipped(predictor: registry.Predictor, profiles: ad.AnnData, protocol: str)
     return dg.Output(table, metadata={"status": "skipped: no features", "protocol": protocol})
 
 
-def _run_metadata(run: M.BaselineRun, model_url: str) -> dict:
+def _run_metadata(run: BaselineRun, model_url: str) -> dict:
     fit, report = run.fit, run.feature_report or {}
     meta = {
         "status": "ok",
@@ -75,7 +82,7 @@ def _run_metadata(run: M.BaselineRun, model_url: str) -> dict:
 
 def _predict(
     context: dg.AssetExecutionContext,
-    predictor: registry.Predictor,
+    predictor: Predictor,
     resources: tuple[DataSources, Compute],
     inputs: tuple[ad.AnnData, pd.DataFrame, pd.DataFrame | None],
     protocol: str,
@@ -87,7 +94,7 @@ def _predict(
         return _skipped(predictor, profiles, protocol)
     context.log.info(f"{predictor.name}: fitting on {context.partition_key} ({protocol})")
     reference = config is not None and config.implementation == "reference"
-    run = M.run_baseline(
+    run = run_baseline(
         predictor.model, profiles, split, gene_features, feature_set=predictor.features_label,
         protocol=protocol, n_jobs=compute.jobs_per_step, reference=reference,
         missing_gene_policy=config.missing_gene_policy if config else "zero",
@@ -96,7 +103,7 @@ def _predict(
         predictor.name,
         context.partition_key,
         "model.skops",
-        lambda path: M.save_model(run.fit.model, path),
+        lambda path: save_model(run.fit.model, path),
     )
     metadata = _run_metadata(run, model_url) | {"n_jobs": compute.jobs_per_step}
     if predictor.model.reference_build is not None:
@@ -107,7 +114,7 @@ def _predict(
     )
 
 
-def _asset_options(predictor: registry.Predictor) -> dict:
+def _asset_options(predictor: Predictor) -> dict:
     spec = predictor.model
     return dict(
         name=predictor.name,
@@ -124,7 +131,7 @@ def _asset_options(predictor: registry.Predictor) -> dict:
     )
 
 
-def _prediction_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
+def _prediction_asset(predictor: Predictor) -> dg.AssetsDefinition:
     if predictor.features is None:
 
         @dg.asset(**_asset_options(predictor))
@@ -161,4 +168,4 @@ def _prediction_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
     return predictions_on_features
 
 
-prediction_assets = [_prediction_asset(p) for p in registry.predictors(foundation=False)]
+prediction_assets = [_prediction_asset(p) for p in predictors(foundation=False)]

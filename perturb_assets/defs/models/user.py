@@ -14,8 +14,9 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core import predictions as P
 from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.io import sha256_file
+from perturb_assets.core.models import predictions
 from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_names, dataset_partitions
@@ -29,14 +30,14 @@ from perturb_assets.defs.resources import DataSources
     "observation, naming it.",
 )
 def user_prediction_files(data_sources: DataSources) -> dg.DataVersion:
-    problems = P.prediction_folder_problems(data_sources.root, dataset_names())
+    problems = predictions.prediction_folder_problems(data_sources.root, dataset_names())
     if problems:
         raise dg.Failure("; ".join(problems), allow_retries=False)
     digest = hashlib.sha256()
     for dataset in dataset_names():
-        for path in P.user_prediction_files(data_sources.root, dataset):
+        for path in predictions.user_prediction_files(data_sources.root, dataset):
             digest.update(f"{dataset}/{path.name}".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(bytes.fromhex(sha256_file(path)))
     return dg.DataVersion(digest.hexdigest())
 
 
@@ -54,12 +55,12 @@ def user_prediction_files(data_sources: DataSources) -> dg.DataVersion:
 def user_predictions(
     context: dg.AssetExecutionContext, data_sources: DataSources, pseudobulk: ad.AnnData
 ) -> dg.Output[ad.AnnData]:
-    files = P.user_prediction_files(data_sources.root, context.partition_key)
+    files = predictions.user_prediction_files(data_sources.root, context.partition_key)
     try:
-        tables = [P.read_user_predictions(path, pseudobulk) for path in files]
+        tables = [predictions.read_user_predictions(path, pseudobulk) for path in files]
     except DatasetError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    combined = P.combine_tables(tables, pseudobulk.var)
+    combined = predictions.combine_tables(tables, pseudobulk.var)
     models = combined.obs.groupby("model", observed=True).size().rename("conditions")
     return dg.Output(
         combined,

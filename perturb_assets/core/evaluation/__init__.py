@@ -1,0 +1,59 @@
+"""The evaluation (stage 9): every model of a dataset scored, with CIs, against Train Mean.
+
+- ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
+  values beside ours;
+- ``ceiling``: the split-half noise ceiling."""
+
+from perturb_assets.core.evaluation.benchmark import (
+    ALL_SUBGROUPS,
+    CEILING_MODEL,
+    COLUMNS,
+    HEADLINE_METRICS,
+    PAPER_DE_METHOD,
+    PAPER_METRIC_NAMES,
+    attach_paper_values,
+    combine_datasets,
+    de_lists_by_metric,
+    de_method_lists,
+    dynamic_range,
+    evaluate_models,
+    headline_table,
+    headline_with_paper,
+    load_paper_metrics,
+    model_metrics,
+    pearson_delta_by_dataset,
+    per_condition_metrics,
+    summarise,
+    target_columns,
+    with_fraction_of_ceiling,
+)
+from perturb_assets.core.evaluation.ceiling import (
+    noise_ceiling,
+    split_half_means,
+)
+
+__all__ = [
+    "ALL_SUBGROUPS",
+    "CEILING_MODEL",
+    "COLUMNS",
+    "HEADLINE_METRICS",
+    "PAPER_DE_METHOD",
+    "PAPER_METRIC_NAMES",
+    "attach_paper_values",
+    "combine_datasets",
+    "de_lists_by_metric",
+    "de_method_lists",
+    "dynamic_range",
+    "evaluate_models",
+    "headline_table",
+    "headline_with_paper",
+    "load_paper_metrics",
+    "model_metrics",
+    "noise_ceiling",
+    "pearson_delta_by_dataset",
+    "per_condition_metrics",
+    "split_half_means",
+    "summarise",
+    "target_columns",
+    "with_fraction_of_ceiling",
+]

@@ -1,0 +1,406 @@
+"""The benchmark table: every model's metrics with CIs, paired against Train Mean, beside the
+paper's numbers.
+
+Dagster-free: the ``metrics`` and ``benchmark_summary`` assets are thin wrappers over
+:func:`evaluate_models` and :func:`attach_paper_values`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from perturb_assets.core.gears.format import CONTROL, parse_condition
+from perturb_assets.core.metrics.cell_eval import (
+    DISCRIMINATION_METRICS,
+    discrimination_scores,
+    error_metrics,
+)
+from perturb_assets.core.metrics.perturbation import BASE_METRICS, evaluate_predictions
+from perturb_assets.core.metrics.statistics import bootstrap_ci, paired_comparison
+from perturb_assets.core.models import registry
+from perturb_assets.core.models.predictions import (
+    prediction_frame,
+    prediction_identity,
+    split_by_model,
+)
+from perturb_assets.core.pp.de import DEMethod
+
+__all__ = [
+    "ALL_SUBGROUPS",
+    "CEILING_MODEL",
+    "COLUMNS",
+    "HEADLINE_METRICS",
+    "PAPER_DE_METHOD",
+    "PAPER_METRIC_NAMES",
+    "attach_paper_values",
+    "combine_datasets",
+    "de_lists_by_metric",
+    "de_method_lists",
+    "dynamic_range",
+    "evaluate_models",
+    "headline_table",
+    "headline_with_paper",
+    "load_paper_metrics",
+    "model_metrics",
+    "pearson_delta_by_dataset",
+    "per_condition_metrics",
+    "summarise",
+    "target_columns",
+    "with_fraction_of_ceiling",
+]
+
+ALL_SUBGROUPS = "all"
+# The paper's name for its own target-removal metric, and ours for the same computation.
+PAPER_METRIC_NAMES = {"pearson_delta_de_no_knockout": "pearson_delta_de_no_target_reference_compat"}
+PAPER_DE_METHOD: DEMethod = "t-test"  # GEARS' precomputed ranking is scanpy's default t-test
+#: The paper's four metrics, in its order (Supplementary Table 2).
+HEADLINE_METRICS = ("pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target")
+COLUMNS = [
+    "dataset", "model", "features", "protocol", "de_method", "subgroup", "metric", "value",
+    "ci_low", "ci_high", "n_conditions", "diff_vs_train_mean", "diff_ci_low", "diff_ci_high",
+    "win_rate_vs_train_mean", "fraction_of_ceiling",
+]  # fmt: skip
+#: The ``model`` of the noise ceiling's rows (:mod:`perturb_assets.core.evaluation.ceiling`).
+CEILING_MODEL = "noise_ceiling"
+_METRIC_OF_POLICY = {
+    "included": "pearson_de_delta",
+    "excluded": "pearson_delta_de_no_target",
+    "reference_compat": "pearson_delta_de_no_target_reference_compat",
+}
+
+
+def de_lists_by_metric(de_table: pd.DataFrame, method: str) -> dict[str, dict[str, list[str]]]:
+    """DE lists of one method, keyed by the metric they feed.
+
+    ``de_table`` is the long table of :func:`perturb_assets.core.pp.de_gene_table` (columns
+    ``method``, ``targets``, ``condition``, ``rank``, ``gene_id``); ``targets`` is
+    ``included``, ``excluded`` or ``reference_compat``.
+    """
+    part = de_table[de_table["method"] == method].sort_values(["targets", "condition", "rank"])
+    out: dict[str, dict[str, list[str]]] = {}
+    for targets, metric in _METRIC_OF_POLICY.items():
+        rows = part[part["targets"] == targets]
+        out[metric] = {c: g.tolist() for c, g in rows.groupby("condition")["gene_id"]}
+    return out
+
+
+def target_columns(conditions: Iterable[str], genes: pd.Index, gene_names: pd.Series | None):
+    """Per condition, the positions in ``genes`` of its target genes (by ``gene_name``)."""
+    symbols = pd.Series(np.arange(len(genes)), index=genes)
+    if gene_names is not None:
+        symbols = symbols.set_axis(gene_names.reindex(genes).astype(str).to_numpy())
+    by_symbol = symbols.groupby(level=0).agg(list)
+    return [
+        np.array([c for g in parse_condition(cond) for c in by_symbol.get(g, [])], dtype=np.int64)
+        for cond in conditions
+    ]
+
+
+def model_metrics(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    ctrl_mean: pd.Series,
+    lists: dict[str, dict[str, dict[str, list[str]]]],
+    subgroups: pd.Series,
+    gene_names: pd.Series | None = None,
+) -> pd.DataFrame:
+    """One model's per-condition metrics on ``truth``'s conditions, as a tidy frame.
+
+    The paper's metrics (:func:`perturb_assets.core.metrics.evaluate_predictions`) for every
+    DE method of ``lists`` (method -> metric -> condition -> DE genes), and cell-eval's error
+    and discrimination metrics (:mod:`perturb_assets.core.metrics.cell_eval`). Metrics that use
+    no DE list have ``de_method`` ``"none"``.
+    """
+    frames = []
+    lists = lists or {"none": {}}  # no DE lists: the all-gene metrics only
+    for i, (method, method_lists) in enumerate(lists.items()):
+        long = evaluate_predictions(pred, truth, ctrl_mean, method_lists, subgroups)
+        base = long["metric"].isin(BASE_METRICS)
+        long["de_method"] = np.where(base, "none", method)
+        frames.append(long if i == 0 else long[~base])  # base metrics once per model
+    frames.append(_cell_eval_metrics(pred, truth, ctrl_mean, subgroups, gene_names))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cell_eval_metrics(pred, truth, ctrl_mean, subgroups, gene_names) -> pd.DataFrame:
+    p = pred.reindex(index=truth.index, columns=truth.columns).to_numpy(np.float64)
+    t = truth.to_numpy(np.float64)
+    c = ctrl_mean.reindex(truth.columns).to_numpy(np.float64)
+    values = error_metrics(p, t, c)
+    excluded = target_columns(truth.index, truth.columns, gene_names)
+    for metric in DISCRIMINATION_METRICS:
+        kind = metric.removeprefix("discrimination_")
+        values[metric] = discrimination_scores(p, t, c, excluded, kind=kind)
+    wide = pd.DataFrame(values, index=pd.Index(truth.index, name="condition"))
+    long = wide.reset_index().melt(id_vars="condition", var_name="metric", value_name="value")
+    return long.assign(subgroup=long["condition"].map(subgroups), de_method="none")
+
+
+def per_condition_metrics(
+    tables: Iterable[AnnData | None],
+    pseudobulk: pd.DataFrame,
+    split: pd.DataFrame,
+    de_table: pd.DataFrame,
+    gene_names: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Every metric of every prediction table on every test condition it predicts.
+
+    Returns a tidy frame with ``model``, ``features``, ``protocol``, ``de_method``,
+    ``condition``, ``subgroup``, ``metric`` and ``value`` (:func:`model_metrics`). A table may
+    hold several models (a user's prediction files); empty tables and ``None`` (not
+    materialised) are skipped; a model that predicts fewer conditions
+    (``missing_gene_policy="drop"``) is scored on those. ``gene_names`` (``var['gene_name']``)
+    maps target genes to columns for the discrimination score.
+    """
+    truth_all = pseudobulk.drop(columns=["n_cells"], errors="ignore")
+    ctrl_mean = truth_all.loc[CONTROL]
+    test = split.index[split["split"] == "test"]
+    truth = truth_all.loc[truth_all.index.intersection(test)]
+    lists = de_method_lists(de_table)
+    frames = []
+    parts = [part for t in tables if t is not None for part in split_by_model(t)]
+    for table in parts:
+        pred = prediction_frame(table)
+        scored = truth.loc[truth.index.intersection(pred.index)]
+        long = model_metrics(pred, scored, ctrl_mean, lists, split["subgroup"], gene_names)
+        frames.append(long.assign(**prediction_identity(table)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def de_method_lists(de_table: pd.DataFrame) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """DE method -> :func:`de_lists_by_metric` of the ``de_genes`` table."""
+    return {m: de_lists_by_metric(de_table, m) for m in sorted(de_table["method"].unique())}
+
+
+def summarise(
+    per_condition: pd.DataFrame, dataset: str, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Mean over conditions with a bootstrap CI, overall and per subgroup, paired against the
+    Train Mean of the same protocol, or of the default protocol for rows of a protocol that
+    has none (a user's predictions; see :func:`evaluate_models`)."""
+    if per_condition.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    keys = ["model", "features", "protocol", "de_method", "metric"]
+    is_base = per_condition["model"] == registry.TRAIN_MEAN.name
+    train_mean = {
+        key: part.set_index("condition")["value"]
+        for key, part in per_condition[is_base].groupby(["protocol", "de_method", "metric"])
+    }
+    rows = []
+    for key, group in per_condition.groupby(keys, sort=False):
+        identity = dict(zip(keys, key, strict=True))
+        base = _train_mean_for(train_mean, identity)
+        for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False)]:
+            values = part.set_index("condition")["value"]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    **identity,
+                    "subgroup": subgroup,
+                    **_summary_values(values, base, n_boot, seed),
+                }  # fmt: skip
+            )
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def _train_mean_for(train_mean: dict, identity: dict[str, str]) -> pd.Series | None:
+    if identity["model"] == registry.TRAIN_MEAN.name:
+        return None
+    for protocol in (identity["protocol"], registry.DEFAULT_PROTOCOL.name):
+        found = train_mean.get((protocol, identity["de_method"], identity["metric"]))
+        if found is not None:
+            return found
+    return None
+
+
+def _summary_values(
+    values: pd.Series, train_mean: pd.Series | None, n_boot: int, seed: int
+) -> dict[str, float]:
+    mean, low, high = bootstrap_ci(values.to_numpy(float), n_boot=n_boot, seed=seed)
+    row = {"value": mean, "ci_low": low, "ci_high": high, "n_conditions": int(values.notna().sum())}
+    if train_mean is not None:
+        paired = paired_comparison(values, train_mean, n_boot=n_boot, seed=seed)
+        row |= {
+            "diff_vs_train_mean": paired["mean_diff"],
+            "diff_ci_low": paired["ci_low"],
+            "diff_ci_high": paired["ci_high"],
+            "win_rate_vs_train_mean": paired["win_rate"],
+        }
+    return row
+
+
+def evaluate_models(
+    tables: Iterable[AnnData | None],
+    pseudobulk: pd.DataFrame,
+    split: pd.DataFrame,
+    de_table: pd.DataFrame,
+    dataset: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    gene_names: pd.Series | None = None,
+    ceiling: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every model on the test conditions.
+
+    Parameters
+    ----------
+    tables
+        Prediction tables (:func:`perturb_assets.core.models.prediction_table`), one per
+        model × feature set. Empty tables (e.g. a feature set whose embedding file is absent)
+        are skipped. Train Mean's table of the same protocol is the reference of the paired
+        comparison when present.
+    pseudobulk
+        Pseudo-bulk means (conditions × genes, ``ctrl`` row).
+    split
+        Output of :func:`perturb_assets.core.gears.simulation_split`.
+    de_table
+        Long DE table of :func:`perturb_assets.core.pp.de_gene_table`.
+    dataset
+        Dataset name written into the table.
+    n_boot, seed
+        Bootstrap resamples over test conditions and their seed.
+    gene_names
+        ``var['gene_name']``: maps target genes to columns (the discrimination score).
+    ceiling
+        Per-condition noise ceiling (:func:`perturb_assets.core.evaluation.noise_ceiling`):
+        summarised as the model ``noise_ceiling``, and the reference of
+        ``fraction_of_ceiling``.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        Tidy: one row per dataset × model × features × protocol × DE method × subgroup ×
+        metric, with ``value`` (mean over conditions), its 95% bootstrap CI, and the paired
+        difference to Train Mean (mean, CI, share of conditions where the model wins).
+    per_condition : pandas.DataFrame
+        The per-condition values behind it (:func:`per_condition_metrics`).
+    """
+    per_condition = per_condition_metrics(tables, pseudobulk, split, de_table, gene_names)
+    if ceiling is not None and not ceiling.empty:
+        per_condition = pd.concat(
+            [per_condition, ceiling.drop(columns="sd", errors="ignore")], ignore_index=True
+        )
+    summary = summarise(per_condition, dataset, n_boot=n_boot, seed=seed)
+    return with_fraction_of_ceiling(summary), per_condition
+
+
+def with_fraction_of_ceiling(summary: pd.DataFrame) -> pd.DataFrame:
+    """``fraction_of_ceiling``: how far each row is from Train Mean (0) to the noise ceiling
+    (1) on the same metric, DE method and subgroup; NaN without a ceiling."""
+    keys = ["de_method", "metric", "subgroup"]
+    ceiling = summary[summary["model"] == CEILING_MODEL].set_index(keys)["value"]
+    base = summary[
+        (summary["model"] == registry.TRAIN_MEAN.name)
+        & (summary["protocol"] == registry.DEFAULT_PROTOCOL.name)
+    ]
+    base = base.set_index(keys)["value"]
+    index = pd.MultiIndex.from_frame(summary[keys])
+    top, bottom = ceiling.reindex(index).to_numpy(), base.reindex(index).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = (summary["value"].to_numpy() - bottom) / (top - bottom)
+    return summary.assign(fraction_of_ceiling=fraction)
+
+
+def dynamic_range(table: pd.DataFrame, metric: str = "pearson_delta") -> tuple[str, float]:
+    """The best model's ``metric`` minus Train Mean's (whole test set, default protocol), and
+    which model that is (``model/features``); ``("", nan)`` without both."""
+    rows = table[
+        (table["metric"] == metric)
+        & (table["subgroup"] == ALL_SUBGROUPS)
+        & (table["protocol"] == registry.DEFAULT_PROTOCOL.name)
+    ]
+    base = rows[rows["model"] == registry.TRAIN_MEAN.name]["value"]
+    others = rows[~rows["model"].isin([registry.TRAIN_MEAN.name, CEILING_MODEL])].dropna(
+        subset=["value"]
+    )
+    if base.empty or others.empty:
+        return "", float("nan")
+    best = others.loc[others["value"].idxmax()]
+    return f"{best['model']}/{best['features']}", float(best["value"] - base.iloc[0])
+
+
+def headline_table(summary: pd.DataFrame, de_method: str = PAPER_DE_METHOD) -> pd.DataFrame:
+    """Model × the paper's metrics (whole test set) for one DE method: Supplementary Table 2's
+    layout, with the protocol in the row index."""
+    rows = summary[
+        (summary["subgroup"] == ALL_SUBGROUPS)
+        & summary["de_method"].isin(["none", de_method])
+        & summary["metric"].isin(HEADLINE_METRICS)
+    ]
+    table = rows.pivot_table(
+        index=["model", "features", "protocol"], columns="metric", values="value"
+    )
+    return table.reindex(columns=[m for m in HEADLINE_METRICS if m in table.columns]).round(3)
+
+
+def combine_datasets(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Several datasets' metric tables in one (empty tables skipped)."""
+    frames = [t for t in tables if not t.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def pearson_delta_by_dataset(table: pd.DataFrame) -> pd.DataFrame:
+    """Model × dataset Pearson Delta (whole test set), rounded for display."""
+    rows = table[(table["metric"] == "pearson_delta") & (table["subgroup"] == ALL_SUBGROUPS)]
+    wide = rows.pivot_table(
+        index=["model", "features", "protocol"], columns="dataset", values="value"
+    )
+    return wide.round(3)
+
+
+def headline_with_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """Model × the paper's metrics as ``"0.745 [0.701, 0.781] (0.711)"``: our mean, its 95% CI
+    and, in parentheses, the paper's value where it has one (t-test DE lists, whole test set)."""
+    rows = table[
+        (table["subgroup"] == ALL_SUBGROUPS)
+        & table["de_method"].isin(["none", PAPER_DE_METHOD])
+        & table["metric"].isin(HEADLINE_METRICS)
+    ]
+    paper = rows["paper_value"] if "paper_value" in rows else pd.Series(np.nan, index=rows.index)
+    text = (
+        rows["value"].map("{:.3f}".format)
+        + " ["
+        + rows["ci_low"].map("{:.3f}".format)
+        + ", "
+        + rows["ci_high"].map("{:.3f}".format)
+        + "]"
+        + paper.map(lambda v: f" ({v:.3f})" if v == v else "")
+    )
+    wide = rows.assign(text=text).pivot_table(
+        index=["model", "features", "protocol"], columns="metric", values="text", aggfunc="first"
+    )
+    return wide.reindex(columns=[m for m in HEADLINE_METRICS if m in wide.columns])
+
+
+def load_paper_metrics() -> pd.DataFrame:
+    """The paper's Supplementary Table 2 (shipped in ``perturb_assets/reference``)."""
+    with resources.files("perturb_assets").joinpath("reference/paper_metrics.csv").open() as fh:
+        paper = pd.read_csv(fh)
+    paper["metric"] = paper["metric"].replace(PAPER_METRIC_NAMES)
+    paper["features"] = paper["feature"].fillna("none")
+    return paper[["dataset", "model", "features", "metric", "value", "source"]]
+
+
+def attach_paper_values(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add ``paper_value`` (and its ``paper_source``) beside our value where the paper has one.
+
+    Paper numbers are whole-test-set means with the t-test DE lists under the published
+    protocol, so they sit beside the ``subgroup == "all"`` rows of protocol
+    ``published_2025`` whose ``de_method`` is ``t-test`` (DE metrics) or ``none``.
+    """
+    paper = load_paper_metrics() if paper is None else paper
+    paper = paper.rename(columns={"value": "paper_value", "source": "paper_source"})
+    out = summary.merge(paper, on=["dataset", "model", "features", "metric"], how="left")
+    comparable = (
+        (out["subgroup"] == ALL_SUBGROUPS)
+        & out["de_method"].isin(["none", PAPER_DE_METHOD])
+        & (out["protocol"] == registry.PUBLISHED_2025.name)
+    )
+    out.loc[~comparable, ["paper_value", "paper_source"]] = None
+    return out

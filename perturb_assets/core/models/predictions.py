@@ -1,0 +1,281 @@
+"""Prediction tables: every model's test-set predictions in one self-describing layout.
+
+A prediction table is an AnnData with one observation per predicted condition:
+
+* ``X``: predicted pseudo-bulk expression (float64, the genes of the pseudo-bulk table);
+* ``obs``: ``condition``, and ``model``, ``features`` and ``protocol`` on every row, so each
+  row says where it came from, plus optional per-condition flags (e.g. ``fallback``: the
+  additive model used Train Mean for it); a table may hold several models (a user's files);
+* ``var``: the genes (``var_names`` as in the dataset, ``gene_name`` where known).
+
+Baselines, foundation models and predictions a user brings all produce this layout, and
+:func:`perturb_assets.core.evaluation.evaluate_models` scores any of them the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from perturb_assets.core.errors import DatasetError
+from perturb_assets.core.gears.format import LOG1P_MAX
+from perturb_assets.core.gears.validation import is_log_scale
+
+__all__ = [
+    "IDENTITY_COLUMNS",
+    "prediction_folder_problems",
+    "prediction_frame",
+    "prediction_identity",
+    "prediction_table",
+    "combine_tables",
+    "read_user_predictions",
+    "split_by_model",
+    "user_prediction_files",
+]
+
+#: The ``obs`` columns that say which model, features and protocol made a row.
+IDENTITY_COLUMNS: tuple[str, ...] = ("model", "features", "protocol")
+
+
+def prediction_table(
+    predictions: pd.DataFrame,
+    *,
+    model: str,
+    features: str,
+    protocol: str,
+    var: pd.DataFrame | None = None,
+    flags: Mapping[str, Iterable[str]] | None = None,
+) -> AnnData:
+    """Wrap a conditions × genes frame of predictions as a prediction table.
+
+    Parameters
+    ----------
+    predictions
+        Predicted pseudo-bulk expression; index = conditions, columns = gene ids.
+    model, features, protocol
+        Written on every row (``features`` is ``"none"`` for a model without features).
+    var
+        Gene annotation indexed by gene id (e.g. the pseudo-bulk table's ``var``); its rows for
+        ``predictions.columns`` become ``var``.
+    flags
+        Flag name -> conditions for which it is true; each becomes a boolean ``obs`` column.
+
+    Returns
+    -------
+    anndata.AnnData
+        The prediction table.
+    """
+    conditions = predictions.index.astype(str)
+    obs = pd.DataFrame({"condition": conditions}, index=pd.Index(conditions, name="obs_name"))
+    for column, value in zip(IDENTITY_COLUMNS, (model, features, protocol), strict=True):
+        obs[column] = value
+    for flag, conditions in (flags or {}).items():
+        obs[flag] = obs.index.isin(list(conditions))
+    genes = pd.Index(predictions.columns.astype(str))
+    table_var = pd.DataFrame(index=genes) if var is None else var.reindex(genes)
+    x = predictions.to_numpy(np.float64).reshape(len(obs), len(genes))
+    return AnnData(X=x, obs=obs, var=table_var)
+
+
+def prediction_frame(table: AnnData) -> pd.DataFrame:
+    """The predictions of a one-model table as a conditions × genes frame."""
+    frame = table.to_df()
+    frame.index = pd.Index(table.obs["condition"].astype(str).to_numpy(), name="condition")
+    return frame
+
+
+def combine_tables(tables: list[AnnData], var: pd.DataFrame) -> AnnData:
+    """Several prediction tables (of the same genes) in one; an empty table without any."""
+    if not tables:
+        empty = pd.DataFrame(columns=var.index, dtype=float)
+        return prediction_table(empty, model="", features="", protocol="", var=var)
+    import anndata as ad
+
+    combined = ad.concat(tables, merge="same")
+    combined.obs_names = [
+        f"{m}|{c}" for m, c in zip(combined.obs["model"], combined.obs["condition"], strict=True)
+    ]
+    return combined
+
+
+def split_by_model(table: AnnData) -> list[AnnData]:
+    """One table per (model, features, protocol) of a table that holds several models."""
+    if table.n_obs == 0:
+        return []
+    keys = table.obs[list(IDENTITY_COLUMNS)].astype(str).agg("\x1f".join, axis=1)
+    return [table[(keys == key).to_numpy()].copy() for key in pd.unique(keys)]
+
+
+def prediction_identity(table: AnnData) -> dict[str, str]:
+    """``model``, ``features`` and ``protocol`` of a non-empty table (one value each)."""
+    identity = {}
+    for column in IDENTITY_COLUMNS:
+        values = table.obs[column].astype(str).unique()
+        if len(values) != 1:
+            raise ValueError(f"prediction table obs[{column!r}] holds {list(values)}, not one")
+        identity[column] = str(values[0])
+    return identity
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions a user brings
+# ---------------------------------------------------------------------------------------------
+
+#: Where a user drops prediction files: ``<data root>/predictions/<dataset>/<model>.<suffix>``.
+PREDICTIONS_SUBDIR = "predictions"
+PREDICTION_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".h5ad")
+#: ``features`` and ``protocol`` of a user's prediction rows.
+USER_LABEL = "user"
+_MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def user_prediction_files(data_root: str | PathLike, dataset: str) -> list[Path]:
+    """The prediction files of ``dataset``, sorted (hidden files skipped)."""
+    folder = Path(data_root) / PREDICTIONS_SUBDIR / dataset
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in PREDICTION_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def prediction_folder_problems(data_root: str | PathLike, datasets: Iterable[str]) -> list[str]:
+    """Folders or files under ``<root>/predictions`` that belong to no known dataset."""
+    base, known = Path(data_root) / PREDICTIONS_SUBDIR, set(datasets)
+    if not base.is_dir():
+        return []
+    return [
+        f"{entry}: dataset: no dataset named {entry.name!r} (known: {sorted(known)}); "
+        f"put a dataset's predictions in {base}/<dataset>/<model>.parquet"
+        for entry in sorted(base.iterdir())
+        if not entry.name.startswith(".") and (not entry.is_dir() or entry.name not in known)
+    ]
+
+
+def read_user_predictions(path: str | PathLike, profiles: AnnData) -> AnnData:
+    """A user's prediction file, checked against the dataset, as a prediction table.
+
+    Accepted: conditions × genes as parquet (conditions in the index or a ``condition``
+    column) or CSV (first column = condition), or a per-cell ``.h5ad`` with
+    ``obs['condition']``, averaged per condition. Genes are the dataset's gene ids
+    (``var_names``) or its symbols (``var['gene_name']``). The model is the file's stem.
+
+    Parameters
+    ----------
+    path
+        The file.
+    profiles
+        The dataset's pseudo-bulk profiles (:func:`perturb_assets.core.pp.pseudobulk.
+        pseudobulk_profiles`): its conditions and genes.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file and the field: a bad model name, an unreadable file, repeated or
+        unknown conditions, genes missing, NaN or infinite values, values above the log scale.
+    """
+    path = Path(path)
+    if not _MODEL_NAME.fullmatch(path.stem):
+        raise DatasetError(
+            path,
+            "file name",
+            f"{path.stem!r} is not a model name: use 1-64 "
+            "lowercase letters, digits or '_', starting with a letter",
+        )
+    frame = _read_prediction_frame(path)
+    frame = _match_genes(frame, profiles, path)
+    _check_conditions(frame.index, profiles.obs_names, path)
+    _check_values(frame.to_numpy(np.float64), path)
+    return prediction_table(
+        frame, model=path.stem, features=USER_LABEL, protocol=USER_LABEL, var=profiles.var
+    )
+
+
+def _read_prediction_frame(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix == ".h5ad":
+            return _per_cell_means(path)
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, index_col=0)
+        else:
+            frame = pd.read_parquet(path)
+            if "condition" in frame.columns:
+                frame = frame.set_index("condition")
+    except DatasetError:
+        raise
+    except Exception as exc:
+        raise DatasetError(path, "file", f"cannot be read: {exc}") from exc
+    frame.index = frame.index.astype(str)
+    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise DatasetError(path, f"column {non_numeric[0]!r}", "is not numeric")
+    return frame
+
+
+def _per_cell_means(path: Path) -> pd.DataFrame:
+    import anndata as ad
+
+    from perturb_assets.core.pp.pseudobulk import pseudobulk
+
+    cells = ad.read_h5ad(path)
+    if "condition" not in cells.obs.columns:
+        raise DatasetError(path, "obs['condition']", "column is missing; every cell needs one")
+    return pseudobulk(cells, groupby="condition")
+
+
+def _match_genes(frame: pd.DataFrame, profiles: AnnData, path: Path) -> pd.DataFrame:
+    """Columns as the dataset's gene ids, in its order; symbols are mapped through gene_name."""
+    columns = pd.Index(frame.columns.astype(str))
+    if not columns.is_unique:
+        raise DatasetError(
+            path, "genes", f"repeated gene columns: {list(columns[columns.duplicated()][:5])}"
+        )
+    ids = pd.Index(profiles.var_names.astype(str))
+    if "gene_name" in profiles.var and not columns.isin(ids).any():
+        symbol_to_id = pd.Series(ids, index=profiles.var["gene_name"].astype(str))
+        symbol_to_id = symbol_to_id[~symbol_to_id.index.duplicated()]
+        columns = pd.Index(symbol_to_id.reindex(columns).fillna("").to_numpy())
+    frame = frame.set_axis(columns, axis=1)
+    missing = ids.difference(columns)
+    if len(missing):
+        raise DatasetError(
+            path,
+            "genes",
+            f"{len(missing)} of the dataset's {len(ids)} genes "
+            f"are missing, e.g. {list(missing[:5])}",
+        )
+    return frame[ids]
+
+
+def _check_conditions(conditions: pd.Index, known: pd.Index, path: Path) -> None:
+    if not conditions.is_unique:
+        repeated = list(conditions[conditions.duplicated()].unique()[:5])
+        raise DatasetError(path, "conditions", f"repeated conditions: {repeated}")
+    unknown = conditions.difference(known)
+    if len(unknown):
+        raise DatasetError(
+            path,
+            "conditions",
+            f"{len(unknown)} condition(s) not in the dataset, e.g. {list(unknown[:5])}",
+        )
+
+
+def _check_values(values: np.ndarray, path: Path) -> None:
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise DatasetError(path, "values", f"{int((~finite).sum())} NaN or infinite value(s)")
+    if values.size and not is_log_scale(float(values.max())):
+        raise DatasetError(
+            path,
+            "values",
+            f"maximum {values.max():.4g} is above the log scale "
+            f"({LOG1P_MAX:.4g}): predict log1p-normalised expression",
+        )

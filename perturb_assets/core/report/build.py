@@ -1,0 +1,320 @@
+"""The benchmark report: the paper's figures and tables, redrawn from the platform's assets.
+
+:func:`build_report` turns the cross-dataset tables into figures (PNG), tables (CSV) and one
+self-contained HTML file (figures inline, no external resource) that opens offline:
+
+* Fig. 1 B-E: Pearson Delta of every model per dataset, with 95% CIs, the paper's values as
+  diamonds and the noise ceiling;
+* Fig. 2 A-B: cells and perturbations per dataset; 2 C: delta-correlation heatmaps (train +
+  val | test); 2 D: the correlation distributions; 2 E: median correlation against the dynamic
+  range, ours beside the paper's;
+* Supplementary Fig. 1: subgroups of a combination dataset; Supplementary Fig. 2: embedding
+  coherence per gene-set collection;
+* beyond the paper: the diversity sweep, the discrimination score and the ceiling;
+* Supplementary Tables 1-3 (CSV and HTML).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from perturb_assets.core.evaluation.benchmark import ALL_SUBGROUPS, CEILING_MODEL, HEADLINE_METRICS
+from perturb_assets.core.io.atomic import atomic_write
+from perturb_assets.core.metrics.cell_eval import DISCRIMINATION_METRICS
+from perturb_assets.core.models import registry
+from perturb_assets.core.report import plots
+
+__all__ = [
+    "REPORT_FILE",
+    "Report",
+    "ReportInputs",
+    "add_dataset_figures",
+    "build_report",
+    "load_paper_datasets",
+    "sweep_points",
+    "write_report",
+]
+
+REPORT_FILE = "benchmark_report.html"
+
+
+@dataclass
+class ReportInputs:
+    """What the report is drawn from (every table is optional except ``summary``).
+
+    Attributes
+    ----------
+    summary
+        ``benchmark_summary``: every dataset's metrics table.
+    overview
+        One row per dataset (index): composition and diversity statistics
+        (``n_control_cells``, ``n_perturbed_cells``, ``n_perturbations``, ``n_train``,
+        ``n_val``, ``n_test``, ``median_pairwise_delta_corr``, ``dynamic_range``, ...).
+    correlations
+        Dataset -> (pairwise delta correlations, number of train + val rows).
+    coherence
+        Columns ``collection``, ``embedding``, ``delta``, ``ci_low``, ``ci_high``.
+    sweep
+        The diversity sweep (``median_corr``, ``dynamic_range``, ``ceiling_minus_train_mean``).
+    """
+
+    summary: pd.DataFrame
+    overview: pd.DataFrame = field(default_factory=pd.DataFrame)
+    correlations: Mapping[str, tuple[pd.DataFrame, int]] = field(default_factory=dict)
+    coherence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass
+class Report:
+    """Figures (name -> (title, PNG)) and tables (name -> (title, frame))."""
+
+    figures: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    tables: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
+
+
+def load_paper_datasets() -> pd.DataFrame:
+    """The paper's dataset statistics (``perturb_assets/reference/paper_datasets.csv``)."""
+    with resources.files("perturb_assets").joinpath("reference/paper_datasets.csv").open() as fh:
+        return pd.read_csv(fh).set_index("dataset")
+
+
+def _group(model: str) -> str:
+    if model == CEILING_MODEL:
+        return "noise ceiling"
+    spec = registry.MODELS.get(model)
+    if spec is None:
+        return "user"
+    return "foundation" if spec.is_foundation else spec.title
+
+
+def _model_rows(summary: pd.DataFrame, dataset: str, metric: str = "pearson_delta"):
+    rows = summary[
+        (summary["dataset"] == dataset)
+        & (summary["metric"] == metric)
+        & (summary["subgroup"] == ALL_SUBGROUPS)
+        & (summary["de_method"] == "none")
+    ]
+    rows = rows[rows["protocol"].isin([registry.DEFAULT_PROTOCOL.name, "user", "none"])]
+    rows = rows.assign(
+        label=rows["model"] + "/" + rows["features"], group=rows["model"].map(_group)
+    )
+    return rows.sort_values(["group", "label"]).reset_index(drop=True)
+
+
+def build_report(inputs: ReportInputs) -> Report:
+    """Every figure and table the inputs allow."""
+    report = Report()
+    for dataset in sorted(inputs.summary["dataset"].unique()):
+        rows = _model_rows(inputs.summary, dataset)
+        if not rows.empty:
+            report.figures[f"fig1_{dataset}"] = (
+                f"Fig. 1: Pearson Delta, {dataset}",
+                plots.png_bytes(plots.model_bars(rows, dataset)),
+            )
+        discrimination = _model_rows(inputs.summary, dataset, DISCRIMINATION_METRICS[0])
+        if not discrimination.empty:
+            report.figures[f"discrimination_{dataset}"] = (
+                f"Beyond the paper: discrimination score (L1), {dataset}",
+                plots.png_bytes(plots.model_bars(discrimination, dataset, "discrimination (L1)")),
+            )
+    add_dataset_figures(report, inputs.overview, inputs.correlations)
+    _add_subgroups(report, inputs.summary)
+    if not inputs.coherence.empty:
+        report.figures["supp_fig2"] = (
+            "Supplementary Fig. 2: embedding coherence",
+            plots.png_bytes(plots.coherence_bars(inputs.coherence)),
+        )
+    if not inputs.sweep.empty:
+        points = sweep_points(inputs.overview)
+        report.figures["sweep"] = (
+            "Beyond the paper: diversity sweep",
+            plots.png_bytes(plots.sweep_plot(inputs.sweep, points)),
+        )
+    _add_tables(report, inputs)
+    return report
+
+
+def add_dataset_figures(
+    report: Report,
+    overview: pd.DataFrame,
+    correlations: Mapping[str, tuple[pd.DataFrame, int]],
+    heatmaps: bool = True,
+) -> None:
+    """Fig. 2 A-E from the per-dataset overview and correlation matrices."""
+    if not overview.empty:
+        report.figures["fig2ab"] = (
+            "Fig. 2 A-B: cells and perturbations",
+            plots.png_bytes(plots.cell_counts(overview)),
+        )
+    for dataset, (corr, n_trainval) in sorted(correlations.items() if heatmaps else ()):
+        report.figures[f"fig2c_{dataset}"] = (
+            f"Fig. 2 C: delta correlations, {dataset}",
+            plots.png_bytes(plots.correlation_heatmap(corr, n_trainval, dataset)),
+        )
+    if correlations:
+        pairs = {
+            d: c.to_numpy()[np.tril_indices(len(c), k=-1)]
+            for d, (c, _) in sorted(correlations.items())
+        }
+        report.figures["fig2d"] = (
+            "Fig. 2 D: correlation distributions",
+            plots.png_bytes(plots.correlation_distributions(pairs)),
+        )
+    points = _fig2e_points(overview)
+    if not points.empty:
+        report.figures["fig2e"] = (
+            "Fig. 2 E: median correlation vs dynamic range",
+            plots.png_bytes(plots.median_vs_dynamic_range(points)),
+        )
+
+
+def _lower(matrix: np.ndarray) -> np.ndarray:
+    return matrix[np.tril_indices(len(matrix), k=-1)]
+
+
+def _fig2e_points(overview: pd.DataFrame) -> pd.DataFrame:
+    """Ours (every dataset with both numbers) and the paper's four datasets."""
+    rows = []
+    if not overview.empty and {"median_pairwise_delta_corr", "dynamic_range"} <= set(overview):
+        for dataset, row in overview.dropna(subset=["dynamic_range"]).iterrows():
+            rows.append(
+                {
+                    "label": dataset,
+                    "median_corr": row["median_pairwise_delta_corr"],
+                    "dynamic_range": row["dynamic_range"],
+                    "source": "this platform",
+                }
+            )
+    paper = load_paper_datasets()
+    from perturb_assets.core.evaluation.benchmark import load_paper_metrics
+
+    metrics = load_paper_metrics()
+    delta = metrics[metrics["metric"] == "pearson_delta"]
+    for dataset, row in paper.iterrows():
+        values = delta[delta["dataset"] == dataset]
+        base = values[values["model"] == registry.TRAIN_MEAN.name]["value"]
+        if base.empty:
+            continue
+        best = values[values["model"] != registry.TRAIN_MEAN.name]["value"].max()
+        rows.append(
+            {
+                "label": dataset,
+                "median_corr": row["median_pairwise_delta_corr"],
+                "dynamic_range": best - base.iloc[0],
+                "source": "paper",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sweep_points(overview: pd.DataFrame) -> pd.DataFrame:
+    """The datasets' own (median correlation, dynamic range) points, for the sweep plot."""
+    points = _fig2e_points(overview)
+    return points[points["source"] == "this platform"] if not points.empty else points
+
+
+def _add_subgroups(report: Report, summary: pd.DataFrame) -> None:
+    rows = summary[
+        (summary["metric"] == "pearson_delta")
+        & (summary["subgroup"] != ALL_SUBGROUPS)
+        & (summary["protocol"] != registry.PREPRINT_2024.name)
+    ]
+    for dataset in sorted(rows["dataset"].unique()):
+        part = rows[rows["dataset"] == dataset]
+        if part["subgroup"].str.startswith("combo").any():
+            part = part.assign(label=part["model"] + "/" + part["features"])
+            report.figures[f"supp_fig1_{dataset}"] = (
+                f"Supplementary Fig. 1: subgroups, {dataset}",
+                plots.png_bytes(plots.subgroup_bars(part, dataset)),
+            )
+
+
+def _add_tables(report: Report, inputs: ReportInputs) -> None:
+    summary = inputs.summary
+    if not inputs.overview.empty:
+        paper = load_paper_datasets()
+        table1 = inputs.overview.join(paper.add_prefix("paper_"), how="left")
+        report.tables["supp_table1"] = ("Supplementary Table 1: datasets and splits", table1)
+    headline = summary[
+        (summary["subgroup"] == ALL_SUBGROUPS)
+        & summary["de_method"].isin(["none", "t-test"])
+        & summary["metric"].isin(HEADLINE_METRICS)
+    ]
+    columns = [
+        "dataset",
+        "model",
+        "features",
+        "protocol",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "paper_value",
+        "diff_vs_train_mean",
+        "fraction_of_ceiling",
+    ]
+    report.tables["supp_table2"] = (
+        "Supplementary Table 2: metrics (t-test DE lists)",
+        headline.reindex(columns=columns).round(4),
+    )
+    subgroups = summary[
+        (summary["subgroup"] != ALL_SUBGROUPS)
+        & summary["de_method"].isin(["none", "t-test"])
+        & summary["metric"].isin(HEADLINE_METRICS)
+    ]
+    report.tables["supp_table3"] = (
+        "Supplementary Table 3: subgroups",
+        subgroups.reindex(columns=["subgroup", *columns]).round(4),
+    )
+    extras = summary[
+        (summary["subgroup"] == ALL_SUBGROUPS)
+        & summary["metric"].isin(["pearson_delta", *DISCRIMINATION_METRICS, "mse"])
+    ]
+    report.tables["beyond_the_paper"] = (
+        "Beyond the paper: discrimination, error, ceiling",
+        extras.reindex(columns=columns).round(4),
+    )
+    if not inputs.coherence.empty:
+        report.tables["coherence"] = ("Embedding coherence", inputs.coherence.round(4))
+
+
+def write_report(report: Report, folder: str | Path, title: str = "perturb_assets benchmark"):
+    """PNGs, CSVs and the self-contained HTML (figures inline) into ``folder``; the HTML path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (_, png) in report.figures.items():
+        atomic_write(folder / f"{name}.png", lambda tmp, png=png: Path(tmp).write_bytes(png))
+    for name, (_, table) in report.tables.items():
+        atomic_write(folder / f"{name}.csv", lambda tmp, t=table: t.to_csv(tmp))
+    page = _html(report, title)
+    return atomic_write(folder / REPORT_FILE, lambda tmp: Path(tmp).write_text(page, "utf-8"))
+
+
+def _html(report: Report, title: str) -> str:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for name, (caption, png) in report.figures.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<figure id='{name}'><img alt='{html.escape(caption)}' "
+            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}"
+            "</figcaption></figure>"
+        )
+    for name, (caption, table) in report.tables.items():
+        parts.append(f"<h2 id='{name}'>{html.escape(caption)}</h2>{table.to_html(na_rep='')}")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -70,12 +70,12 @@ def test_train_mean_discriminates_at_chance_and_random_forest_clearly_better(run
     rows = table[(table["subgroup"] == "all") & (table["metric"] == "discrimination_l1")]
     rows = rows.set_index(["model", "features"])
     train_mean = rows.loc[(TRAIN_MEAN.name, "none")]
-    strong = rows.loc[(RANDOM_FOREST_GO.model.name, GO_FEATURES.name)]
+    forest = rows.loc[(RANDOM_FOREST_GO.model.name, GO_FEATURES.name)]
     assert abs(train_mean["value"] - 0.5) < 0.06
     assert train_mean["ci_low"] < 0.5 < train_mean["ci_high"]
-    assert strong["diff_ci_low"] > 0 and strong["ci_low"] > train_mean["value"]
+    assert forest["diff_ci_low"] > 0 and forest["ci_low"] > train_mean["value"]
     ceiling = rows.loc[(CEILING_MODEL, "none")]
-    assert ceiling["value"] > strong["value"]
+    assert ceiling["value"] > forest["value"]
     per_condition = VersionedStore(root).read("assets", "metrics_per_condition", "synthetic")
     assert {"condition", "model", "metric", "value"} <= set(per_condition.columns)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from os import PathLike
 from typing import Any
 
-__all__ = ["sha256_file", "sha256_files", "update_from_file"]
+__all__ = ["sha256_bytes", "sha256_file", "sha256_files", "update_from_file"]
 
 _BLOCK = 1 << 20
 
@@ -37,3 +37,8 @@ def sha256_files(paths: Iterable[str | PathLike[str]]) -> str:
     for path in paths:
         update_from_file(digest, path)
     return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of bytes already read from a file (a store reads each file once)."""
+    return hashlib.sha256(data).hexdigest()

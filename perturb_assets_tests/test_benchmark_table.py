@@ -1,4 +1,4 @@
-"""core.benchmark on a hand-built example: CIs, the paired comparison and dropped conditions."""
+"""core.evaluation.benchmark on a hand-built example: CIs, paired comparison, dropped conditions."""
 
 import numpy as np
 import pandas as pd

@@ -97,7 +97,7 @@ def test_stored_assets_equal_core_results(run):
             targets: part.sort_values("rank").groupby("condition")["gene_id"].apply(list).to_dict()
             for targets, part in stored[stored["method"] == method].groupby("targets")
         }
-        # Plain lists are scanpy's top 20 (core.de is checked against scanpy in test_de).
+        # Plain lists are scanpy's top 20 (core.pp.de is checked against scanpy in test_de).
         assert lists["included"] == top_de_genes(adata, method=method, n_top=20)
         for condition, included in lists["included"].items():
             targets = set(parse_condition(condition))

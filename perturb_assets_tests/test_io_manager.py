@@ -34,7 +34,7 @@ def test_failed_write_keeps_previous_value_and_leaves_no_temp(tmp_path):
 def test_atomic_write_refuses_folders(tmp_path):
     """Folders cannot be swapped atomically in place: the store's versioned folders do it."""
     adata = ad.AnnData(sp.csr_matrix(np.ones((3, 2), dtype=np.float32)))
-    with pytest.raises(IsADirectoryError, match="core.store"):
+    with pytest.raises(IsADirectoryError, match="core.io.VersionedStore"):
         atomic_write(tmp_path / "e.zarr", adata.write_zarr)
     assert list(tmp_path.iterdir()) == []
 

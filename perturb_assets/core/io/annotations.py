@@ -183,7 +183,7 @@ def long_to_binary(long_df: pd.DataFrame, gene_col: str, term_col: str) -> pd.Da
 def read_gmt(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a GMT gene-set file into a binary gene × term matrix.
 
-    Same output layout as :func:`perturb_assets.core.simulate.read_gmt`. ``.gz`` files are
+    Same output layout as :func:`read_gmt`. ``.gz`` files are
     decompressed.
 
     Parameters

@@ -46,14 +46,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; store folders with core.store")
+        raise IsADirectoryError(f"{path} is a folder; store folders with core.io.VersionedStore")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
     try:
         write(tmp)
         if tmp.is_dir():
             raise IsADirectoryError(
-                f"{path}: the writer made a folder; store folders with core.store"
+                f"{path}: the writer made a folder; store folders with core.io.VersionedStore"
             )
         os.replace(tmp, path)
     finally:

@@ -38,11 +38,11 @@ The GEARS ``uns`` fields (``rank_genes_groups_cov_all``, ``top_non_dropout_de_20
 cell-gears 0.1.2 ``get_DE_genes`` and ``get_dropout_non_zero_genes`` compute them, without
 importing GEARS (which needs torch-geometric).
 
-Run as a script to write a dataset folder::
+From the command line, to write a dataset folder::
 
-    python -m perturb_assets.core.simulation OUT_FOLDER --cells 6000 --genes 1000 \\
+    perturb-assets simulate OUT_FOLDER --cells 6000 --genes 1000 \\
         --perturbations 120 --combo-fraction 0 --diversity 0.5 --seed 0
-    python -m perturb_assets.core.simulation OUT_FOLDER --preset k562_like   # see core.presets
+    perturb-assets simulate OUT_FOLDER --preset k562_like   # see core.simulation.presets
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def _coherence_summary(per_set: pd.DataFrame) -> pd.DataFrame:
 
 
 class SweepConfig(dg.Config):
-    """Size of each simulated dataset of the sweep (defaults: ``core.sweep.SWEEP_SIZE``)."""
+    """Size of each simulated dataset of the sweep (defaults: ``core.analyses.SWEEP_SIZE``)."""
 
     n_cells: int = Field(analyses.SWEEP_SIZE["n_cells"], ge=100)
     n_genes: int = Field(analyses.SWEEP_SIZE["n_genes"], ge=50)

@@ -1,4 +1,4 @@
-"""``metrics`` (per dataset) and ``benchmark_summary`` (all datasets), over core.benchmark.
+"""``metrics`` (per dataset) and ``benchmark_summary`` (all datasets), over core.evaluation.
 
 No ``from __future__ import annotations``: Dagster reads types at runtime.
 """

@@ -321,11 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         "gc": _gc,
         "hashes": _hashes,
     }
+    from perturb_assets.core.io import DownloadError, StorageReadError
+
     try:
         return handlers[args.command](args)
-    # DatasetError, name validation, an existing dataset: a message, not a traceback
-    except (ValueError, FileExistsError) as exc:
-        message = str(exc).replace("pass overwrite=True", "pass --overwrite")
+    # DatasetError (file and field), name validation, an existing dataset, an unsafe archive,
+    # a damaged store: one line that says what to fix, not a traceback
+    except (ValueError, FileExistsError, DownloadError, StorageReadError) as exc:
+        message = " ".join(str(exc).replace("pass overwrite=True", "pass --overwrite").split())
         print(f"error: {message}", file=sys.stderr)
         return 2
 

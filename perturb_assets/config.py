@@ -97,9 +97,16 @@ def compute_budget() -> ComputeBudget:
     Raises
     ------
     ValueError
-        If a variable is not a positive integer, or more steps than cores are asked for.
+        If a variable is not a positive integer, more cores are asked for than this machine
+        gives the process (outside Kubernetes, whose step pods size themselves), or more steps
+        than cores.
     """
     cores = _positive_int_env(CORES_ENV, available_cores())
+    if cores > available_cores() and executor_kind() != "k8s":
+        raise ValueError(
+            f"{CORES_ENV}={cores} exceeds the {available_cores()} cores this machine gives the "
+            f"process: threads would oversubscribe them (unset {CORES_ENV} to use them all)"
+        )
     shared = executor_kind() == "multiprocess"
     concurrent = _positive_int_env(CONCURRENT_ENV, cores if shared else 1)
     if not shared and concurrent != 1:

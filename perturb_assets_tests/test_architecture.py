@@ -23,7 +23,7 @@ MAX_PLAIN_CORE_MODULES = 4
 #: Modules that may import hashlib, and what they hash (a file's sha256 is io/hashing's job).
 HASHLIB_USERS = {
     "perturb_assets.core.io.hashing": "the one file-sha256 helper",
-    "perturb_assets.core.io.store": "a version's name from its manifest (text, not a file)",
+    "perturb_assets.core.io.serialisation": "a version's name from its manifest (text)",
     "perturb_assets.core.io.download": "the digest of a download while it streams",
     "perturb_assets.defs.metadata": "content hashes of in-memory tables and arrays",
     "perturb_assets.defs.models.user": "one digest over the prediction files' sha256s",

@@ -89,12 +89,12 @@ def test_random_forest_on_go_beats_train_mean(materialised):
     assert row[("random_forest", "go")] > row[("train_mean", "none")] + 0.02
 
 
-def test_summary_collects_the_dataset_and_models_are_persisted(materialised):
+def test_summary_collects_the_dataset_and_models_are_persisted(materialised, tmp_path):
     summary = VersionedStore(materialised).read("assets", "benchmark_summary")
     assert set(summary["dataset"]) == {"synthetic"}
     assert len(summary) == len(_metrics(materialised))
     sources = build_resources(materialised)["data_sources"]
-    model_file = sources.model_file("random_forest_go_predictions", "synthetic", materialised)
+    model_file = sources.model_file("random_forest_go_predictions", "synthetic", tmp_path)
     assert model_file.name == "model.skops" and model_file.stat().st_size > 0
     assert isinstance(load_model(model_file), CompressedTargetForest)
 

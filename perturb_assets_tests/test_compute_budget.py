@@ -2,12 +2,15 @@
 
 import pytest
 
+from perturb_assets import config
 from perturb_assets.config import ComputeBudget, compute_budget
 from perturb_assets.defs.resources import build_resources
 
 
 @pytest.fixture
 def env(monkeypatch):
+    # The budget is computed as on an 8-core machine, whatever this one has.
+    monkeypatch.setattr(config, "available_cores", lambda: 8)
     for name in (
         "PERTURB_ASSETS_EXECUTOR",
         "PERTURB_ASSETS_CORES",
@@ -50,6 +53,7 @@ def test_multiprocess_shares_the_cores_between_steps(env, cores, concurrent, job
         ({"executor": "multiprocess", "cores": "2", "max_concurrent": "4"}, "exceeds"),
         ({"max_concurrent": "2"}, "needs PERTURB_ASSETS_EXECUTOR=multiprocess"),
         ({"executor": "threads"}, "PERTURB_ASSETS_EXECUTOR='threads'; use one of"),
+        ({"cores": "64"}, "PERTURB_ASSETS_CORES=64 exceeds the 8 cores this machine gives"),
     ],
 )
 def test_bad_settings_name_the_variable(env, values, message):

@@ -29,7 +29,8 @@ from perturb_assets.core.pp import is_log_normalized, normalize_expression
 N_CELLS = 50
 N_GENES = 20
 GENE_NAMES = [f"G{i}" for i in range(N_GENES)]
-CONDITIONS = ["ctrl", "G0+ctrl", "G1+ctrl", "G0+G1"]
+# Enough perturbations for the split to leave 2+ to train on (the usability rule of add-dataset).
+CONDITIONS = ["ctrl", "G0+ctrl", "G1+ctrl", "G2+ctrl", "G3+ctrl", "G4+ctrl", "G0+G1"]
 
 
 def make_counts(n_cells: int = N_CELLS, n_genes: int = N_GENES, seed: int = 0) -> np.ndarray:
@@ -218,7 +219,7 @@ def test_load_bare_raw_h5ad_fills_fields(tmp_path: Path) -> None:
 
 
 def test_unmeasured_target_is_counted_not_an_error(tmp_path: Path) -> None:
-    conds = [*CONDITIONS, "NOTMEASURED+ctrl", "G2+NOTMEASURED"]
+    conds = ["ctrl", "G0+ctrl", "G1+ctrl", "G0+G1", "NOTMEASURED+ctrl", "G2+NOTMEASURED"]
     path = write_h5ad(make_adata(conditions=conds), tmp_path / "unmeasured.h5ad")
     summary = dataset_summary(load_gears_dataset(path))
     assert summary["n_cells"] == N_CELLS
@@ -369,10 +370,22 @@ def test_add_user_dataset_refuses_overwrite_and_builtin(tmp_path: Path) -> None:
 
 
 def test_add_user_dataset_link(tmp_path: Path) -> None:
-    src = write_h5ad(make_adata(), tmp_path / "big.h5ad")
+    src = write_h5ad(make_adata(), tmp_path / "root" / "raw" / "big.h5ad")
     out = add_user_dataset(src, "linked", tmp_path / "root", link=True)
     assert out.is_symlink()
     assert out.resolve() == src.resolve()
+
+
+def test_a_link_that_leaves_the_data_root_is_refused(tmp_path: Path) -> None:
+    src = write_h5ad(make_adata(), tmp_path / "elsewhere" / "big.h5ad")
+    with pytest.raises(ValueError, match="inside the data root"):
+        add_user_dataset(src, "linked", tmp_path / "root", link=True)
+    assert not (tmp_path / "root" / "datasets" / "linked.h5ad").exists()
+    # and a link planted by hand is not a dataset
+    (tmp_path / "root" / "datasets").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "root" / "datasets" / "planted.h5ad").symlink_to(src)
+    with pytest.warns(UserWarning, match="outside the data root"):
+        assert "planted" not in discover_user_datasets(tmp_path / "root")
 
 
 def test_add_corrupt_dataset_leaves_nothing(tmp_path: Path) -> None:
@@ -403,3 +416,35 @@ def test_add_failure_during_copy_leaves_nothing(
     with pytest.raises(OSError, match="disk full"):
         add_user_dataset(src, "screen", tmp_path / "root")
     assert os.listdir(tmp_path / "root" / "datasets") == []
+
+
+# --- add-dataset refuses what the pipeline would reject later -------------------------------
+
+
+def test_add_refuses_non_integer_counts_before_copying(tmp_path: Path) -> None:
+    adata = make_adata(raw=True)
+    adata.X = sp.csr_matrix(adata.X.toarray().astype(np.float32) * 1.5 + 30.25)  # not integers
+    src = write_h5ad(adata, tmp_path / "scaled.h5ad")
+    with pytest.raises(DatasetError) as exc:
+        add_user_dataset(src, "scaled", tmp_path / "root")
+    assert_dataset_error(exc, src, "X")
+    assert not (tmp_path / "root" / "datasets").exists() or not any(
+        (tmp_path / "root" / "datasets").iterdir()
+    )
+
+
+def test_add_refuses_a_dataset_too_small_to_split(tmp_path: Path) -> None:
+    src = write_h5ad(make_adata(conditions=["ctrl", "G0+ctrl"]), tmp_path / "one.h5ad")
+    with pytest.raises(DatasetError) as exc:
+        add_user_dataset(src, "one", tmp_path / "root")
+    assert_dataset_error(exc, src, "obs['condition']")
+    assert "at least 2 train" in str(exc.value)
+
+
+def test_add_refuses_a_constant_matrix(tmp_path: Path) -> None:
+    adata = make_adata(raw=True)
+    adata.X = sp.csr_matrix(adata.shape, dtype=np.float32)  # all zeros
+    src = write_h5ad(adata, tmp_path / "zeros.h5ad")
+    with pytest.raises(DatasetError, match="nothing varies") as exc:
+        add_user_dataset(src, "zeros", tmp_path / "root")
+    assert_dataset_error(exc, src, "X")

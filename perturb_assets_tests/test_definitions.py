@@ -44,7 +44,9 @@ def _write_raw_counts(path, n_cells=60):
     adata.obs_names = [f"c{i}" for i in range(n_cells)]
     adata.var_names = [f"ENSG{i:011d}" for i in range(8)]
     adata.var["gene_name"] = [f"G{i}" for i in range(8)]
-    adata.obs["condition"] = np.resize(["ctrl", "G1+ctrl", "G2+ctrl", "G1+G2"], n_cells)
+    # enough perturbations to split into train, validation and test (add-dataset checks it)
+    conditions = ["ctrl", "G1+ctrl", "G2+ctrl", "G3+ctrl", "G4+ctrl", "G5+ctrl", "G1+G2"]
+    adata.obs["condition"] = np.resize(conditions, n_cells)
     adata.write_h5ad(path)
 
 

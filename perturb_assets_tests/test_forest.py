@@ -88,7 +88,7 @@ def _outside(values: pd.Series, family: pd.DataFrame) -> int:
 
 @pytest.mark.parametrize(("seed", "combo_fraction"), [(0, 0.0), (1, 0.3), (2, 0.4)])
 def test_metrics_are_within_scikit_learns_own_spread(seed, combo_fraction):
-    """Statistical equivalence on generated datasets (combinations included), five seeds.
+    """Statistical equivalence on generated datasets (combinations included), ten seeds.
 
     Where splits tie exactly, rounding picks one, in scikit-learn's forest as in ours, so
     scikit-learn's forest on the *same* targets with the genes in another order (the same
@@ -101,7 +101,9 @@ def test_metrics_are_within_scikit_learns_own_spread(seed, combo_fraction):
     test = split.index[split["split"] == "test"].intersection(feats.index)
     x, y, x_test = feats.loc[train].to_numpy(), pb.loc[train].to_numpy(), feats.loc[test]
     x_test = x_test.to_numpy()
-    seeds = range(42, 47)
+    # Ten seeds: with five, the seed-average is noisy enough to leave the family by chance on
+    # some CPUs (their BLAS rounds the SVD differently); ten give a stable verdict.
+    seeds = range(42, 52)
     orders = [None] + [np.random.default_rng(k).permutation(y.shape[1]) for k in (1, 2, 3)]
 
     def seed_runs(make, columns=None) -> pd.DataFrame:

@@ -75,11 +75,12 @@ def test_trained_weights_are_an_asset_with_checksum_and_training_config(trained)
     for predictor in predictors(foundation=True):
         key = dg.AssetKey(f"{predictor.model.name}_weights")
         manifest = VersionedStore(root).read("assets", key.path[0], "synthetic")
-        digest = hashlib.sha256(open(manifest["path"], "rb").read()).hexdigest()
-        assert manifest["sha256"] == digest
         event = instance.get_latest_materialization_event(key)
         metadata = event.asset_materialization.metadata
-        assert metadata["sha256"].value == digest
+        digest = hashlib.sha256(open(metadata["model_file"].value, "rb").read()).hexdigest()
+        assert manifest["sha256"] == metadata["sha256"].value == digest
+        # The stored value names the file by its store key, never by the root's path.
+        assert manifest["file"].startswith("models/") and str(root) not in manifest["file"]
         assert metadata["training_config"].value["epochs"] == TINY[
             f"train_{predictor.model.name}"]["config"]["epochs"]  # fmt: skip
 
@@ -153,6 +154,50 @@ def test_a_dropped_predictions_file_becomes_a_scored_model_without_a_reload(trai
     assert np.isnan(rows.loc["no_change", "value"])  # constant delta: undefined, as scipy
     assert rows.loc["oracle", "win_rate_vs_train_mean"] == 1.0
     assert (rows.loc[["oracle", "per_cell"], "features"] == "user").all()
+
+
+def test_a_bad_predictions_file_blocks_only_itself(trained):
+    root, defs, instance, _ = trained
+    profiles, truth = _truth(root)
+    folder = root / "predictions" / "synthetic"
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.iterdir())
+    truth.to_parquet(folder / "good.parquet")
+    bad = truth.copy()
+    bad.iloc[0, 0] = np.nan
+    bad.to_parquet(folder / "nan_model.parquet")
+    (folder / "old_model.pkl").write_bytes(b"a pickle is never read")
+    selection = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={
+            dg.AssetKey(k) for k in ("user_predictions", "metrics", "metrics_per_condition")
+        },
+        asset_check_selection={
+            dg.AssetCheckKey(dg.AssetKey("user_predictions"), "user_predictions_files_accepted")
+        },
+    )
+    try:
+        result = selection.execute_in_process(
+            partition_key="synthetic", instance=instance, raise_on_error=False
+        )
+        models = set(_metrics(root)["model"])
+        assert "good" in models and "nan_model" not in models and "train_mean" in models
+        metrics_event = next(
+            e.event_specific_data.materialization
+            for e in result.all_events
+            if e.is_step_materialization
+            and e.event_specific_data.materialization.asset_key == dg.AssetKey("metrics")
+        )
+        named = metrics_event.metadata["rejected_prediction_files"].value
+        assert "nan_model.parquet" in named and "old_model.pkl" in named
+        check = next(
+            e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        )
+        assert not check.passed and "nan_model.parquet (values" in check.description
+    finally:
+        for path in set(folder.iterdir()) - before:
+            path.unlink()
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,29 @@ def test_checkpoint_errors_name_the_file_and_field(tmp_path, checkpoint):
         scgpt_checkpoint.read_checkpoint(folder)
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this checkpoint runs code",))
+
+
+def test_a_malicious_checkpoint_is_refused_without_advice_to_trust_it(tmp_path):
+    torch.save({"w": _RunsCode()}, tmp_path / "best_model.pt")
+    with pytest.raises(DatasetError) as info:
+        scgpt_checkpoint.load_weights(tmp_path / "best_model.pt")
+    message = str(info.value)
+    assert "best_model.pt: file: cannot be loaded" in message and "GLOBAL" in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+
+
+def test_heads_that_do_not_divide_the_width_name_the_field(tmp_path, checkpoint):
+    for name in ("args.json", "vocab.json", "best_model.pt"):
+        (tmp_path / name).write_bytes((checkpoint.folder / name).read_bytes())
+    args = json.loads((tmp_path / "args.json").read_text())
+    (tmp_path / "args.json").write_text(json.dumps({**args, "nheads": 3}))  # embsize 32
+    with pytest.raises(DatasetError, match=r"args\.json: nheads: 3 does not divide embsize 32"):
+        scgpt_checkpoint.read_checkpoint(tmp_path)
+
+
 def test_genes_are_matched_by_symbol_and_unknown_ones_get_the_pad_token(checkpoint):
     ids, matched = scgpt_checkpoint.gene_vocab_ids(
         ["SIM0001", "NOT_A_GENE", "SIM0003"], checkpoint.vocab
@@ -259,3 +282,13 @@ def test_foundation_benchmark_runs_both_loops_from_the_same_weights(capsys):
     assert loops == ["reference", "reference", "fast"]
     losses = [float(row.split("|")[-2]) for row in table[1:]]
     assert losses[0] == pytest.approx(losses[2], rel=1e-5)  # same arithmetic on the CPU
+
+
+def test_saved_weights_are_the_same_bytes_wherever_they_are_written(tmp_path):
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3)}
+    first = save_weights(state, tmp_path / "a" / "weights.pt")
+    second = save_weights(state, tmp_path / "elsewhere" / "w.pt")
+    assert first == second
+    assert (tmp_path / "a" / "weights.pt").read_bytes() == (
+        tmp_path / "elsewhere" / "w.pt"
+    ).read_bytes()

@@ -89,3 +89,28 @@ def test_add_dataset_with_a_taken_name_is_a_message(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: user dataset 'mine' already exists") and "--overwrite" in err
     assert "Traceback" not in err
+
+
+def test_gc_never_deletes_the_version_the_instance_names(tmp_path):
+    """A kill right after a pointer swap leaves the store ahead of the instance: the pointer
+    names a version no materialisation recorded. gc keeps the one the instance names."""
+    from perturb_assets.defs.resources import build_resources
+    from perturb_assets.maintenance import collect, recorded_versions
+
+    @dg.asset
+    def table() -> pd.DataFrame:
+        return pd.DataFrame({"x": [1.0]})
+
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        result = dg.materialize([table], instance=instance, resources=build_resources(tmp_path))
+        named = result.asset_materializations_for_node("table")[0].metadata["stored_version"].value
+        assert recorded_versions(instance) == {"assets/table": {named}}
+        store = VersionedStore(tmp_path)
+        key = store.key("assets", "table")
+        store.put(key, pd.DataFrame({"x": [2.0]}))  # the swap of a run killed before its event
+        pointer = store.current(key)
+        pointer["retired"] = {named: time.time() - 7200}
+        (Path(key.path) / "CURRENT.json").write_text(__import__("json").dumps(pointer))
+        collect(store, tmp_path, instance, older_than_s=0)
+        assert (Path(key.path) / named).is_dir()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -364,3 +366,34 @@ def test_undefined_validation_correlation_counts_as_zero(monkeypatch):
     ctrl = pd.Series(0.0, index=genes)
     assert fitting._mean_pearson_delta(truth, truth, ctrl) == pytest.approx(0.5)
     assert np.isnan(fitting._mean_pearson_delta(truth.iloc[:0], truth.iloc[:0], ctrl))
+
+
+_SAVE_IN_A_FRESH_PROCESS = """
+import sys, numpy as np
+from sklearn.linear_model import ElasticNet
+from perturb_assets.core.models import CompressedTargetForest, save_model
+rng = np.random.default_rng(0)
+x = rng.normal(size=(69, 256))  # shaped like GO features of a small dataset
+y = x[:, :20] @ rng.normal(size=(20, 300)) * 0.2 + rng.normal(size=(69, 300))
+models = {"forest": CompressedTargetForest(n_estimators=3, random_state=0),
+          "elastic_net": ElasticNet(alpha=0.1, l1_ratio=0.5, random_state=42),
+          "elastic_net_again": ElasticNet(alpha=0.1, l1_ratio=0.5, random_state=42)}
+for name, model in models.items():
+    save_model(model.fit(x, y), f"{sys.argv[1]}/{name}.skops")
+"""
+
+
+def test_model_files_are_the_same_bytes_in_every_process(tmp_path):
+    """skops names members after memory addresses and stamps the time; ElasticNet's dual gap
+    rounds with memory alignment: the stored files are canonical all the same."""
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        subprocess.run(
+            [sys.executable, "-c", _SAVE_IN_A_FRESH_PROCESS, str(tmp_path / name)], check=True
+        )
+        runs.append({p.name: p.read_bytes() for p in (tmp_path / name).iterdir()})
+    assert runs[0] == runs[1] and len(runs[0]) == 3
+    assert runs[0]["elastic_net.skops"] == runs[0]["elastic_net_again.skops"]
+    loaded = load_model(tmp_path / "a" / "elastic_net.skops")
+    assert loaded.coef_.shape == (300, 256)  # the model itself is whole

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,8 +17,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from perturb_assets.core.io import CorruptAssetError, StorageReadError, VersionedStore
+from perturb_assets.core.io import (
+    CorruptAssetError,
+    StorageReadError,
+    VersionedStore,
+    collect_garbage,
+    pid_alive,
+)
 from perturb_assets.core.io import store as store_module
+from perturb_assets.core.io.pointers import LOCK
 
 
 def _adata(value: float = 1.0, n: int = 400) -> ad.AnnData:
@@ -38,7 +46,7 @@ def test_round_trip_of_every_format_and_identical_content_is_one_version(tmp_pat
         again = store.put(store.key("assets", name, "p"), value)
         assert again.version == first.version  # deterministic bytes: same version
         versions = [e.name for e in store.key("assets", name, "p").iterdir()]
-        assert sorted(versions) == sorted([store_module.POINTER, first.version])
+        assert sorted(versions) == sorted([LOCK, store_module.POINTER, first.version])
     pd.testing.assert_frame_equal(store.read("assets", "table", "p"), values["table"])
     assert store.read("assets", "manifest", "p") == values["manifest"]
     assert (store.read("assets", "cells", "p").X != values["cells"].X).nnz == 0
@@ -91,11 +99,13 @@ def test_kill_at_any_instant_leaves_a_readable_version(tmp_path):
         value = store.get(key)["v"]
         assert len(value) == 20000 and value.nunique() == 1
     # what the killed writers left behind is garbage, and collectable
-    removed = store_module.collect_garbage(store, older_than_s=0)
-    assert all(
-        Path(p).name.startswith((store_module.STAGING_PREFIX, f".{store_module.POINTER}.", "v-"))
-        for p in removed
-    )
+    removed = collect_garbage(store, older_than_s=0)
+    leftovers = (store_module.STAGING_PREFIX, f".{store_module.POINTER}.", "v-")
+    assert all(Path(p).name.startswith((*leftovers, store_module.SCRATCH_PREFIX)) for p in removed)
+    # the killed writers' scratch folders (perturb_store_<pid>_...) went with them
+    scratch = Path(tempfile.gettempdir()).glob(f"{store_module.SCRATCH_PREFIX}*_*")
+    pids = [p.name.split("_")[2] for p in scratch]
+    assert not [pid for pid in pids if pid.isdigit() and not pid_alive(int(pid))]
     assert store.get(key)["v"].nunique() == 1
 
 
@@ -142,7 +152,7 @@ def test_old_versions_are_pruned_after_the_grace_period(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "PRUNE_AFTER_S", -1.0)
     new = store.put(key, pd.DataFrame({"v": [3]}))
     assert sorted(p.name for p in Path(key.path).iterdir()) == sorted(
-        [store_module.POINTER, new.version]
+        [LOCK, store_module.POINTER, new.version]
     )
 
 
@@ -207,3 +217,63 @@ def test_s3_round_trip_and_verification(s3_endpoint, tmp_path):
     obj.write_bytes(b"tampered")
     with pytest.raises(CorruptAssetError, match="data.parquet: content differs"):
         store.get(key)
+
+
+def test_s3_pointer_swap_is_conditional(s3_endpoint):
+    """A pointer write with a stale ETag is refused (If-Match), so a writer that lost the race
+    reads again; two writers in threads leave one whole version current."""
+    import threading
+
+    from perturb_assets.core.io import PointerConflict, Pointers
+
+    store = VersionedStore("s3://perturb-test/cas")
+    key = store.key("assets", "t", "p")
+    store.put(key, pd.DataFrame({"v": [0] * 100}))
+    pointers = Pointers(store.root)
+    pointer, stale = pointers.read(key)
+    store.put(key, pd.DataFrame({"v": [1] * 100}))  # moves the ETag on
+    with pytest.raises(PointerConflict):
+        pointers.write(key, pointer, stale)
+    with pytest.raises(PointerConflict):  # creating a pointer that exists is refused too
+        pointers.write(key, pointer, None)
+
+    errors = []
+
+    def write(value: int) -> None:
+        try:
+            for _ in range(5):
+                VersionedStore("s3://perturb-test/cas").put(key, pd.DataFrame({"v": [value] * 100}))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    value = store.get(key)["v"]
+    assert value.nunique() == 1 and value.iloc[0] in (2, 3)
+
+
+def test_gc_keeps_what_the_instance_names_and_removes_the_rest(tmp_path, monkeypatch):
+    store = VersionedStore(tmp_path)
+    key = store.key("assets", "t", "p")
+    first = store.put(key, pd.DataFrame({"v": [1]}))
+    second = store.put(key, pd.DataFrame({"v": [2]}))
+    third = store.put(key, pd.DataFrame({"v": [3]}))
+    folder = Path(key.path)
+    pointer = json.loads((folder / store_module.POINTER).read_text())
+    pointer["retired"] = {v: t - 7200 for v, t in pointer["retired"].items()}  # two hours ago
+    (folder / store_module.POINTER).write_text(json.dumps(pointer))
+    (folder / f".{store_module.POINTER}.{os.getpid()}-0123456789ab").write_bytes(b"")  # disk full
+    removed = collect_garbage(store, older_than_s=3600, protect={"assets/t/p": {first.version}})
+    names = {Path(p).name for p in removed}
+    assert second.version in names and first.version not in names  # the instance names first
+    assert f".{store_module.POINTER}.{os.getpid()}-0123456789ab" not in names  # too young
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("v-")) == sorted(
+        [first.version, third.version]
+    )
+    assert store.get(key)["v"].item() == 3
+    assert collect_garbage(store, older_than_s=0)  # the temporary, once old enough
+    assert not list(folder.glob(f".{store_module.POINTER}.*"))

@@ -9,6 +9,7 @@ verified copy of it for as long as it needs the files.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ class RawFiles:
 
     @property
     def companion_dir(self) -> Path | None:
-        """The simulator's companion folder here (see :attr:`RawManifest.companion_dir`)."""
+        """The simulator's companion folder here (see :meth:`RawManifest.companion_dir`)."""
         return self.path.parent if self.simulated else None
 
 
@@ -51,12 +52,12 @@ def raw_files(raw_dataset: dict | RawManifest, data_sources: DataSources) -> Ite
     manifest = (
         raw_dataset if isinstance(raw_dataset, RawManifest) else RawManifest.from_dict(raw_dataset)
     )
-    path = Path(manifest.path)
-    annotations = Path(manifest.annotations) if manifest.annotations else None
+    path = manifest.file(data_sources.root)
+    annotations = manifest.annotations_file(data_sources.root)
     if path.exists() or manifest.stored is None:
         yield RawFiles(path, annotations, manifest.is_simulated)
         return
-    with tempfile.TemporaryDirectory(prefix="perturb_raw_") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"perturb_raw_{os.getpid()}_") as scratch:
         folder = data_sources.store.local_folder(UPath(manifest.stored), Path(scratch))
         (entry,) = list(folder.iterdir())
         local = entry / path.name if entry.is_dir() else entry

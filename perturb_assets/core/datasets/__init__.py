@@ -37,6 +37,10 @@ from perturb_assets.core.datasets.sources import (
     UnknownDatasetError,
     obtain_dataset,
 )
+from perturb_assets.core.datasets.usability import (
+    MIN_TRAIN_PERTURBATIONS,
+    usability_problems,
+)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -44,6 +48,7 @@ __all__ = [
     "DATASETS_SUBDIR",
     "DOWNLOADS_SUBDIR",
     "GEARS_SUBDIR",
+    "MIN_TRAIN_PERTURBATIONS",
     "Origin",
     "PROVENANCE_FILENAME",
     "RawDataset",
@@ -59,6 +64,7 @@ __all__ = [
     "load_expression",
     "load_gears_dataset",
     "obtain_dataset",
+    "usability_problems",
     "user_datasets_dir",
     "validate_dataset_name",
 ]

@@ -33,7 +33,9 @@ from os import PathLike
 from pathlib import Path
 
 from perturb_assets.core import gears
-from perturb_assets.core.datasets.loading import _resolve_h5ad, load_gears_dataset
+from perturb_assets.core.datasets.loading import _resolve_h5ad, load_expression
+from perturb_assets.core.datasets.usability import usability_problems
+from perturb_assets.core.errors import DatasetError
 from perturb_assets.core.simulation.presets import PRESETS
 
 __all__ = [
@@ -163,6 +165,12 @@ def builtin_dataset_dir(name: str, root: str | PathLike) -> Path:
 # ----------------------------------------------------------------------------- user datasets
 
 
+def _stays_inside(entry: Path, root: Path) -> bool:
+    """Whether ``entry`` (and, for a folder, its GEARS file) resolves inside ``root``."""
+    targets = [entry, entry / gears.FILENAME] if entry.is_dir() else [entry]
+    return all(t.resolve().is_relative_to(root) for t in targets)
+
+
 def discover_user_datasets(root: str | PathLike) -> dict[str, Path]:
     """Find user datasets under ``<root>/datasets``.
 
@@ -170,7 +178,9 @@ def discover_user_datasets(root: str | PathLike) -> dict[str, Path]:
     ``perturb_processed.h5ad`` or a file ``<root>/datasets/<name>.h5ad``. Entries whose name
     starts with ``.`` (temporary files of :func:`add_user_dataset`) and files that are not
     ``.h5ad`` are ignored. Entries with an invalid name, a name of a built-in dataset, or a
-    folder without ``perturb_processed.h5ad`` are skipped with a warning. The files are not
+    folder without ``perturb_processed.h5ad`` are skipped with a warning, and so are symbolic
+    links that leave the data root (the data root is the boundary of what the platform reads).
+    The files are not
     opened; :func:`load_gears_dataset` validates them.
 
     Parameters
@@ -187,8 +197,17 @@ def discover_user_datasets(root: str | PathLike) -> dict[str, Path]:
     if not base.is_dir():
         return {}
     found: dict[str, Path] = {}
+    inside = Path(root).resolve()
     for entry in sorted(base.iterdir()):
         if entry.name.startswith("."):
+            continue
+        if not _stays_inside(entry, inside):
+            warnings.warn(
+                f"skipping {entry}: it links to {entry.resolve()}, outside the data root "
+                f"{inside}; copy the dataset in (perturb-assets add-dataset) instead",
+                UserWarning,
+                stacklevel=2,
+            )
             continue
         if entry.is_dir():
             name = entry.name
@@ -292,7 +311,16 @@ def add_user_dataset(
 
     src = Path(source)
     src_h5ad = _resolve_h5ad(src)
-    load_gears_dataset(src_h5ad)  # raises DatasetError before anything is written
+    if link and not src_h5ad.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(
+            f"{src_h5ad}: a linked dataset must lie inside the data root {root} (links that "
+            "leave it are refused); copy it instead (link=False)"
+        )
+    # The same checks as the expression asset, before anything is written: a dataset that is
+    # accepted here also runs.
+    adata = load_expression(src_h5ad)
+    for field, problem in usability_problems(adata):
+        raise DatasetError(src_h5ad, field, problem)
 
     base.mkdir(parents=True, exist_ok=True)
     is_folder = src.is_dir()

@@ -201,9 +201,14 @@ def load_expression(path: str | PathLike) -> ad.AnnData:
 
     :func:`load_gears_dataset` then :func:`normalize_expression`; GEARS' per-condition gene
     lists in ``uns`` (:data:`perturb_assets.core.gears.HEAVY_UNS_KEYS`, conditions × genes
-    of indices) are dropped, since DE genes are recomputed downstream.
+    of indices) are dropped, since DE genes are recomputed downstream; ``uns['perturb_assets']``
+    keeps the file's name (``source_file``), not its path.
     """
     adata = normalize_expression(load_gears_dataset(path))
     for key in gears.HEAVY_UNS_KEYS:
         adata.uns.pop(key, None)
+    # The stored value names its file, not where the data root is (the same in every root).
+    uns = dict(adata.uns[UNS_KEY])
+    uns["source_file"] = Path(uns.pop("source_path")).name
+    adata.uns[UNS_KEY] = uns
     return adata

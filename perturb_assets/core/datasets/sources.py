@@ -58,13 +58,14 @@ class RawManifest:
     dataset
         The partition (dataset name).
     path
-        The GEARS ``.h5ad`` file.
+        The GEARS ``.h5ad`` file, relative to the data root (an absolute path when it lies
+        outside it), so the manifest is the same in every data root.
     sha256
         Its sha256 when it was obtained (``expression`` refuses a file that changed since).
     origin
         ``"simulator"``, ``"dataverse"`` or ``"user"``.
     annotations
-        The simulator's GO stand-in (GMT), for simulated datasets.
+        The simulator's GO stand-in (GMT), for simulated datasets; relative like ``path``.
     simulator_config
         The :class:`~perturb_assets.core.simulation.SimulationParams` of a simulated dataset.
     stored
@@ -83,11 +84,41 @@ class RawManifest:
     def is_simulated(self) -> bool:
         return self.origin == "simulator"
 
-    @property
-    def companion_dir(self) -> Path | None:
+    @classmethod
+    def of(
+        cls,
+        raw: RawDataset,
+        dataset: str,
+        data_root: str | PathLike,
+        sha256: str,
+        simulator_config: dict[str, Any] | None = None,
+        stored: str | None = None,
+    ) -> RawManifest:
+        """The manifest of an obtained dataset, its paths relative to ``data_root``."""
+        root = Path(data_root)
+        annotations = raw.annotations
+        return cls(
+            dataset=dataset,
+            path=_relative(raw.path, root),
+            sha256=sha256,
+            origin=raw.origin,
+            annotations=_relative(annotations, root) if annotations is not None else None,
+            simulator_config=simulator_config,
+            stored=stored,
+        )
+
+    def file(self, data_root: str | PathLike) -> Path:
+        """The GEARS file under ``data_root``."""
+        return Path(data_root) / self.path
+
+    def annotations_file(self, data_root: str | PathLike) -> Path | None:
+        """The simulator's GO stand-in under ``data_root`` (``None`` unless simulated)."""
+        return Path(data_root) / self.annotations if self.annotations else None
+
+    def companion_dir(self, data_root: str | PathLike) -> Path | None:
         """The simulator's companion folder (the GEARS file's folder, holding its stand-ins:
         GO GMT, gene programs, gene embeddings, scGPT checkpoint); ``None`` unless simulated."""
-        return Path(self.path).parent if self.is_simulated else None
+        return self.file(data_root).parent if self.is_simulated else None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored JSON object (fields left unset are left out)."""
@@ -109,6 +140,11 @@ class RawManifest:
                 f"raw_dataset manifest: origin {value['origin']!r} is not one of {_ORIGINS}"
             )
         return cls(**value)
+
+
+def _relative(path: Path, root: Path) -> str:
+    path, root = Path(path).resolve(), root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def obtain_dataset(

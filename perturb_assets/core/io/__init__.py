@@ -40,21 +40,40 @@ from perturb_assets.core.io.embeddings import (
     user_embedding_file,
 )
 from perturb_assets.core.io.hashing import (
+    sha256_bytes,
     sha256_file,
     sha256_files,
     update_from_file,
 )
-from perturb_assets.core.io.store import (
+from perturb_assets.core.io.pointers import (
     POINTER,
+    PointerConflict,
+    Pointers,
+)
+from perturb_assets.core.io.serialisation import (
+    Format,
+    content_sha,
+    deserialise,
+    link_or_copy,
+    local_files,
+    manifest,
+)
+from perturb_assets.core.io.store import (
     PRUNE_AFTER_S,
     STAGING_PREFIX,
     CorruptAssetError,
+    NotStoredError,
     StorageReadError,
+    StorageWriteError,
     StoredVersion,
     VersionedStore,
+    check_key_part,
+)
+from perturb_assets.core.io.store_maintenance import (
     collect_garbage,
     compare_content_hashes,
     content_hashes,
+    pid_alive,
 )
 
 __all__ = [
@@ -68,27 +87,40 @@ __all__ = [
     "DownloadResult",
     "EMBEDDINGS_SUBDIR",
     "EMBEDDING_SUFFIXES",
+    "Format",
+    "NotStoredError",
     "POINTER",
     "PRUNE_AFTER_S",
+    "PointerConflict",
+    "Pointers",
     "STAGING_PREFIX",
     "StorageReadError",
+    "StorageWriteError",
     "StoredVersion",
     "VersionedStore",
     "atomic_write",
+    "check_key_part",
     "collect_garbage",
     "compare_content_hashes",
     "content_hashes",
+    "content_sha",
     "dataverse_url",
+    "deserialise",
     "download_file",
     "embedding_file",
     "embedding_files",
     "extract_gears_archive",
     "go_annotations_from_decoupler",
     "is_retryable",
+    "link_or_copy",
+    "local_files",
     "long_to_binary",
+    "manifest",
+    "pid_alive",
     "read_embedding",
     "read_gaf",
     "read_gmt",
+    "sha256_bytes",
     "sha256_file",
     "sha256_files",
     "update_from_file",

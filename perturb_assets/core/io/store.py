@@ -3,63 +3,80 @@
 One layout for a local folder, S3 or GCS (``UPath`` URLs such as ``data``, ``s3://bucket/x``)::
 
     <key>/v-<sha256[:20]>/data.zarr | data.parquet | data.json | <file name>   an immutable version
-    <key>/CURRENT.json                                                           the pointer
+    <key>/CURRENT.json        the pointer: the current version, its files' sha256, and when
+                              each earlier version stopped being current ("retired")
 
-A write serialises the value into a private staging folder, hashes every file (the version's
-*manifest*), moves the folder to its content-addressed name (a local rename, or an upload of
-objects nobody references yet), and only then replaces ``CURRENT.json`` (an atomic rename
-locally, a single PUT on an object store). A crash at any instant therefore leaves the previous
-version readable, and a reader never sees a half-written one. Identical content gets the same
-version name, so rewriting an unchanged value is a no-op.
+**Writing** (:meth:`VersionedStore.put`) serialises the value into a private staging folder,
+hashes every file (the version's *manifest*) and publishes it as a compare-and-swap of the
+pointer (:mod:`perturb_assets.core.io.pointers`): content that is already current, or retired
+and still intact (re-verified), is reused; otherwise the staged folder becomes the version
+(a local rename, or an upload nobody references yet). A crash at any instant leaves the previous
+version readable, and two writers of one key leave one whole version current.
 
-A read checks every file of the version against the manifest in the pointer and fails with the
-file's path when one differs (e.g. two swapped zarr chunks); any error while parsing names the
-version it came from. Versions the pointer no longer names are pruned once older than
-:data:`PRUNE_AFTER_S` (so a concurrent writer's fresh version is never deleted under it);
-:func:`collect_garbage` also removes staging folders of dead writers.
+**Pruning** happens in the same swap: a version is deleted once it has been *retired* (not
+current) for :data:`PRUNE_AFTER_S`, never by its age, and never while ``protect`` names it
+(the IO manager passes the version the instance's latest materialisation records).
+
+**Reading** (:meth:`VersionedStore.get`) reads each file of the current version once, checks
+its sha256 against the pointer, and parses the value from those verified bytes. A version that
+disappears under a slow reader is noticed (a missing file) and the reader retries the version
+now current; it never returns data from a version that vanished.
+
+**Keys are names**: every part of a key under the root is checked by :func:`check_key_part`
+(no ``..``, no separators), so a partition key cannot reach another asset's folder.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import anndata as ad
-import pandas as pd
 from upath import UPath
 
-from perturb_assets.core.io.hashing import sha256_file
+from perturb_assets.core.io.hashing import sha256_bytes, sha256_file
+from perturb_assets.core.io.pointers import POINTER, PointerConflict, Pointers, is_local
+from perturb_assets.core.io.serialisation import (
+    Format,
+    content_sha,
+    deserialise,
+    link_or_copy,
+    local_files,
+    manifest,
+    serialise,
+)
 
 __all__ = [
-    "CorruptAssetError",
-    "POINTER",
     "PRUNE_AFTER_S",
     "STAGING_PREFIX",
+    "CorruptAssetError",
+    "NotStoredError",
     "StorageReadError",
+    "StorageWriteError",
     "StoredVersion",
     "VersionedStore",
-    "collect_garbage",
-    "compare_content_hashes",
-    "content_hashes",
+    "check_key_part",
 ]
 
-POINTER = "CURRENT.json"
 VERSION_PREFIX = "v-"
 STAGING_PREFIX = ".staging-"
-#: Versions no longer current are deleted once this old (a concurrent writer's grace period).
+#: A version is deleted once it has not been current for this long (a reader's grace period).
 PRUNE_AFTER_S = 600.0
-_CHUNK = 1 << 20
+#: Scratch folders in the system temp dir carry the writer's pid (``gc`` removes dead ones').
+SCRATCH_PREFIX = "perturb_store_"
+_SWAP_ATTEMPTS = 20
+_READ_ATTEMPTS = 5
+_RESERVED_NAMES = frozenset({POINTER})
 
-Format = Literal["zarr", "parquet", "json", "file"]
+
+class NotStoredError(FileNotFoundError):
+    """Nothing is stored at a key (never written)."""
 
 
 class StorageReadError(OSError):
@@ -70,9 +87,17 @@ class CorruptAssetError(StorageReadError):
     """A stored file's content differs from the sha256 recorded when it was written."""
 
 
+class StorageWriteError(OSError):
+    """A value could not be published (e.g. the pointer kept changing under the writer)."""
+
+
+class _VersionGone(Exception):
+    """A file of the version being read is missing (pruned or never complete)."""
+
+
 @dataclass(frozen=True)
 class StoredVersion:
-    """What :meth:`VersionedStore.put` wrote (and what ``CURRENT.json`` holds)."""
+    """What :meth:`VersionedStore.put` wrote (and what ``CURRENT.json`` names)."""
 
     version: str
     sha256: str
@@ -80,93 +105,47 @@ class StoredVersion:
     files: dict[str, str]
     bytes: int
 
-    def pointer(self) -> dict[str, Any]:
+    def pointer(self, retired: dict[str, float] | None = None) -> dict[str, Any]:
         return {
             "version": self.version,
             "sha256": self.sha256,
             "format": self.format,
             "files": self.files,
             "bytes": self.bytes,
+            "retired": dict(sorted((retired or {}).items())),
         }
 
 
-# ----------------------------------------------------------------------------- serialisation
+def check_key_part(part: str, what: str = "key part") -> str:
+    """``part`` if it is a plain name, else ``ValueError``: no empty name, ``.``, ``..``, path
+    separator, control character, leading dot, or the pointer's file name.
 
-
-def _serialise(obj: Any, folder: Path) -> Format:
-    """Write ``obj`` into the empty local ``folder``; its format."""
-    if isinstance(obj, ad.AnnData):
-        obj.write_zarr(folder / "data.zarr")
-        return "zarr"
-    if isinstance(obj, pd.DataFrame):
-        obj.to_parquet(folder / "data.parquet")
-        return "parquet"
-    if isinstance(obj, dict | list):
-        text = json.dumps(obj, indent=1, sort_keys=True, default=str)
-        (folder / "data.json").write_text(text)
-        return "json"
-    if isinstance(obj, Path):  # a file or folder written elsewhere (model files, raw datasets)
-        target = folder / obj.name
-        if obj.is_dir():
-            shutil.copytree(obj, target, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(obj, target)
-        return "file"
-    raise TypeError(
-        f"cannot store a {type(obj).__name__}; store AnnData, DataFrame, dict, list or a Path"
-    )
-
-
-def _link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """A hard link where possible (no copy of a multi-GB file), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    The one rule for every name that becomes a folder of the store: asset keys, partition keys
+    (dataset names), model names.
+    """
+    problem = None
+    if not isinstance(part, str) or not part:
+        problem = "is empty"
+    elif part in (".", "..") or part.startswith("."):
+        problem = "starts with '.'"
+    elif "/" in part or "\\" in part:
+        problem = "contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in part):
+        problem = "contains a control character"
+    elif part in _RESERVED_NAMES:
+        problem = f"is reserved ({POINTER})"
+    if problem:
+        raise ValueError(f"{what} {part!r} {problem}: use a plain name, e.g. letters, digits and _")
+    return part
 
 
 def _stage(obj: Any, staging: Path) -> StoredVersion:
     """Serialise ``obj`` into ``staging`` and describe the version it makes."""
-    fmt = _serialise(obj, staging)
-    files = _manifest(staging)
-    sha = _content_sha(files)
-    size = sum(p.stat().st_size for _, p in _local_files(staging))
+    fmt = serialise(obj, staging)
+    files = manifest(staging)
+    sha = content_sha(files)
+    size = sum(p.stat().st_size for _, p in local_files(staging))
     return StoredVersion(f"{VERSION_PREFIX}{sha[:20]}", sha, fmt, files, size)
-
-
-def _deserialise(fmt: Format, folder: Path) -> Any:
-    if fmt == "zarr":
-        return ad.read_zarr(folder / "data.zarr")
-    if fmt == "parquet":
-        return pd.read_parquet(folder / "data.parquet")
-    if fmt == "json":
-        return json.loads((folder / "data.json").read_text())
-    (entry,) = list(folder.iterdir())
-    return entry
-
-
-def _local_files(folder: Path) -> Iterator[tuple[str, Path]]:
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        yield path.relative_to(folder).as_posix(), path
-
-
-def _manifest(folder: Path) -> dict[str, str]:
-    manifest = {}
-    for rel, path in _local_files(folder):
-        manifest[rel] = sha256_file(path)
-    return manifest
-
-
-def _content_sha(manifest: dict[str, str]) -> str:
-    lines = "".join(f"{rel}\t{sha}\n" for rel, sha in sorted(manifest.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
-# ----------------------------------------------------------------------------- the store
-
-
-def _is_local(path: UPath) -> bool:
-    return getattr(path, "protocol", "") in ("", "file", "local")
 
 
 class VersionedStore:
@@ -175,85 +154,139 @@ class VersionedStore:
     Parameters
     ----------
     root
-        ``UPath``-compatible location, e.g. ``data/assets`` or ``s3://bucket/assets``.
+        ``UPath``-compatible location, e.g. ``data`` or ``s3://bucket/prefix``.
     storage_options
         fsspec options for remote stores (credentials come from the environment otherwise).
     """
 
     def __init__(self, root: str | os.PathLike[str] | UPath, **storage_options: Any) -> None:
         self.root = root if isinstance(root, UPath) else UPath(str(root), **storage_options)
-        self.is_local = _is_local(self.root)
+        self.is_local = is_local(self.root)
+        self._pointers = Pointers(self.root)
 
     def key(self, *parts: str) -> UPath:
-        """The location of a stored value: ``root/part/part/...``."""
+        """The location of a stored value: ``root/part/part/...`` (each part a plain name)."""
+        for part in parts:
+            check_key_part(part)
         return self.root.joinpath(*parts)
 
-    # -- write
-    def put(self, key: UPath, obj: Any) -> StoredVersion:
-        """Store ``obj`` as the current version at ``key`` (see the module notes)."""
-        with tempfile.TemporaryDirectory(prefix="perturb_store_") as scratch:
+    def relative_key(self, key: UPath) -> str:
+        """``key`` relative to the root (``assets/metrics/synthetic``), every part checked.
+
+        Raises
+        ------
+        ValueError
+            If ``key`` is not under the root or a part is not a plain name.
+        """
+        root, path = self.root.path.rstrip("/"), key.path.rstrip("/")
+        if not path.startswith(root + "/"):
+            raise ValueError(f"{key} is not under the store's root {self.root}")
+        rel = path[len(root) + 1 :]
+        for part in rel.split("/"):
+            check_key_part(part)
+        return rel
+
+    # ------------------------------------------------------------------------------- write
+    def put(self, key: UPath, obj: Any, protect: Collection[str] = ()) -> StoredVersion:
+        """Store ``obj`` as the current version at ``key`` (see the module notes).
+
+        ``protect``: versions that must survive this write's pruning (e.g. the one the
+        instance's latest materialisation names).
+        """
+        self.relative_key(key)
+        scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}_")
+        try:
             staging = self._staging_folder(key, Path(scratch))
             try:
                 stored = _stage(obj, staging)
-                self._publish(key, staging, stored)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)  # a killed writer's: collect_garbage
-                raise
-        self._write_pointer(key, stored)
-        self._prune(key, keep=stored.version)
-        return stored
+                return self._swap_in(key, staging, stored, set(protect))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # published versions were moved
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _staging_folder(self, key: UPath, scratch: Path) -> Path:
-        # Locally, stage beside the versions (same filesystem: the final move is a rename).
+        # Locally, stage beside the versions (same filesystem: publishing is a rename).
         if not self.is_local:
-            return scratch
+            (scratch / "staged").mkdir()
+            return scratch / "staged"
         folder = Path(key.path) / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         folder.mkdir(parents=True)
         return folder
 
-    def _publish(self, key: UPath, staging: Path, stored: StoredVersion) -> None:
-        target = key / stored.version
-        if self.is_local:
-            final = Path(target.path)
-            try:
-                os.rename(staging, final)
-            except OSError:
-                if not final.exists():
-                    raise
-                shutil.rmtree(staging)  # the same content is already stored (content-addressed)
-            return
-        if not target.exists():  # uploaded objects stay invisible until the pointer names them
-            for rel, path in _local_files(staging):
-                target.fs.put_file(str(path), (target / rel).path)
+    def _swap_in(
+        self, key: UPath, staging: Path, stored: StoredVersion, protect: set[str]
+    ) -> StoredVersion:
+        uploaded: str | None = None  # a version this writer uploaded (remote retries reuse it)
+        with self._pointers.locked(key):
+            for _ in range(_SWAP_ATTEMPTS):
+                pointer, token = self._pointers.read(key)
+                name = self._place(key, staging, stored, pointer, uploaded)
+                if not self.is_local and name != _current(pointer):
+                    uploaded = name
+                new_pointer, doomed = _next_pointer(pointer, replace(stored, version=name), protect)
+                if new_pointer == pointer:
+                    return replace(stored, version=name)
+                try:
+                    self._pointers.write(key, new_pointer, token)
+                except PointerConflict:
+                    continue
+                for version in doomed:
+                    _remove(key / version)
+                return replace(stored, version=name)
+        raise StorageWriteError(f"{key}: the pointer kept changing under {_SWAP_ATTEMPTS} writes")
 
-    def _write_pointer(self, key: UPath, stored: StoredVersion) -> None:
-        text = json.dumps(stored.pointer(), indent=1, sort_keys=True)
-        if self.is_local:
-            folder = Path(key.path)
-            tmp = folder / f".{POINTER}.{os.getpid()}-{uuid.uuid4().hex[:12]}"
-            tmp.write_text(text)
-            os.replace(tmp, folder / POINTER)
-        else:
-            (key / POINTER).write_text(text)  # one PUT: atomic on object stores
+    def _place(
+        self,
+        key: UPath,
+        staging: Path,
+        stored: StoredVersion,
+        pointer: dict[str, Any] | None,
+        uploaded: str | None,
+    ) -> str:
+        """The version folder that will hold ``stored``: reused when it is current or retired
+        and intact, else published from ``staging``."""
+        name = stored.version
+        if name == _current(pointer):
+            return name
+        if uploaded is not None:
+            return uploaded
+        known = name in (pointer or {}).get("retired", {})
+        if known and self._intact(key / name, stored.files):
+            return name
+        if self.is_local:  # under the key's lock: nobody else touches its versions
+            target = Path(key.path) / name
+            if target.exists():
+                shutil.rmtree(target)  # an orphan or a damaged copy of the same content
+            os.rename(staging, target)
+            return name
+        if (key / name).exists():  # may be a pruned version whose deletion is under way
+            name = f"{name}-{uuid.uuid4().hex[:8]}"
+        target = key / name
+        for rel, path in local_files(staging):
+            target.fs.put_file(str(path), (target / rel).path)
+        return name
 
-    def _prune(self, key: UPath, keep: str) -> None:
-        now = time.time()
-        for entry in key.iterdir():
-            name = entry.name
-            if not name.startswith(VERSION_PREFIX) or name == keep:
-                continue
-            if now - _modified(entry) > PRUNE_AFTER_S:
-                _remove(entry)
+    def _intact(self, version: UPath, files: dict[str, str]) -> bool:
+        """Every file of the version present with its sha256 (re-validating reused content)."""
+        try:
+            if self.is_local:
+                found = dict(local_files(Path(version.path)))
+                return set(found) == set(files) and all(
+                    sha256_file(found[rel]) == sha for rel, sha in files.items()
+                )
+            return all((version / rel).exists() for rel in files)
+        except OSError:
+            return False
 
-    # -- read
+    # -------------------------------------------------------------------------------- read
     def current(self, key: UPath) -> dict[str, Any] | None:
         """The pointer at ``key`` (``None`` when nothing is stored there)."""
         try:
-            return json.loads((key / POINTER).read_text())
-        except FileNotFoundError:
-            return None
+            pointer, _ = self._pointers.read(key)
         except (OSError, ValueError) as exc:
             raise StorageReadError(f"{key / POINTER}: unreadable pointer ({exc})") from exc
+        return pointer
 
     def read(self, *parts: str) -> Any:
         """``get(key(*parts))``, e.g. ``read("assets", "metrics", "synthetic")``."""
@@ -263,150 +296,151 @@ class VersionedStore:
         return self.current(key) is not None
 
     def get(self, key: UPath) -> Any:
-        """The current value at ``key``, verified against its manifest.
+        """The current value at ``key``, parsed from bytes verified against its manifest.
 
         Raises
         ------
-        FileNotFoundError
+        NotStoredError
             Nothing is stored at ``key``.
         CorruptAssetError, StorageReadError
-            A file differs from its recorded sha256, or the version cannot be parsed.
+            A file differs from its recorded sha256 or is missing, or the version cannot be
+            parsed.
         """
-        pointer = self._require(key)
-        version = key / pointer["version"]
-        if self.is_local:
-            return self._read(Path(version.path), pointer, version)
-        with tempfile.TemporaryDirectory(prefix="perturb_read_") as scratch:
-            return self._read(self._download(version, pointer, Path(scratch)), pointer, version)
+        self.relative_key(key)
+        for pointer in self._pointer_attempts(key):
+            version = key / pointer["version"]
+            if pointer["format"] == "file":
+                return self._file_entry(key, version, pointer)
+            try:
+                data = self._read_verified(version, pointer)
+            except _VersionGone:
+                continue
+            try:
+                return deserialise(pointer["format"], data)
+            except Exception as exc:
+                raise StorageReadError(
+                    f"{version}: cannot read {pointer['format']} ({exc})"
+                ) from exc
+        raise StorageReadError(f"{key}: its version kept changing while being read; try again")
+
+    def _file_entry(self, key: UPath, version: UPath, pointer: dict[str, Any]) -> Path:
+        """A stored file or folder, in place (local stores only): valid while its version is
+        current or retired less than :data:`PRUNE_AFTER_S` ago; copy it out with
+        :meth:`local_folder` to keep it."""
+        if not self.is_local:
+            raise TypeError(f"{key} holds a file: fetch it with local_folder()")
+        folder = Path(version.path)
+        for rel, sha in sorted(pointer["files"].items()):
+            if sha256_file(folder / rel) != sha:
+                raise CorruptAssetError(f"{version / rel}: content differs from its sha256")
+        self._check_no_extra_files(version, pointer)
+        (entry,) = list(folder.iterdir())
+        return entry
 
     def local_folder(self, key: UPath, into: Path) -> Path:
-        """A verified local copy of the current version's folder (the folder itself locally)."""
-        pointer = self._require(key)
-        version = key / pointer["version"]
-        folder = Path(version.path) if self.is_local else self._download(version, pointer, into)
-        _verify(folder, pointer, version)
-        return folder
+        """A verified local copy of the current version's files in the empty folder ``into``
+        (hard links locally, so a later prune cannot take them away); ``into``."""
+        self.relative_key(key)
+        into.mkdir(parents=True, exist_ok=True)
+        if any(into.iterdir()):
+            raise ValueError(f"{into}: local_folder copies into an empty folder")
+        for pointer in self._pointer_attempts(key):
+            try:
+                return self._copy_verified(key / pointer["version"], pointer, into)
+            except _VersionGone:
+                shutil.rmtree(into, ignore_errors=True)
+                into.mkdir(parents=True, exist_ok=True)
+        raise StorageReadError(f"{key}: its version kept changing while being read; try again")
 
-    def _require(self, key: UPath) -> dict[str, Any]:
-        pointer = self.current(key)
-        if pointer is None:
-            raise FileNotFoundError(f"nothing stored at {key}")
-        return pointer
+    def _pointer_attempts(self, key: UPath) -> Iterator[dict[str, Any]]:
+        """The pointer, read again after each failed attempt; a missing file whose pointer did
+        not change is a damaged version, not a race."""
+        previous = None
+        for _ in range(_READ_ATTEMPTS):
+            pointer = self.current(key)
+            if pointer is None:
+                raise NotStoredError(f"nothing stored at {key}")
+            if previous is not None and pointer["version"] == previous["version"]:
+                raise CorruptAssetError(
+                    f"{key / pointer['version']}: files missing from the version"
+                )
+            yield pointer
+            previous = pointer
 
-    def _download(self, version: UPath, pointer: dict[str, Any], into: Path) -> Path:
-        for rel in pointer["files"]:
+    def _read_verified(self, version: UPath, pointer: dict[str, Any]) -> dict[str, bytes]:
+        data = {}
+        for rel, sha in sorted(pointer["files"].items()):
+            try:
+                blob = (version / rel).read_bytes()
+            except FileNotFoundError:
+                raise _VersionGone(rel) from None
+            if sha256_bytes(blob) != sha:
+                raise CorruptAssetError(
+                    f"{version / rel}: content differs from the sha256 recorded when it was "
+                    "written; re-materialise the asset"
+                )
+            data[rel] = blob
+        self._check_no_extra_files(version, pointer)
+        return data
+
+    def _copy_verified(self, version: UPath, pointer: dict[str, Any], into: Path) -> Path:
+        for rel, sha in sorted(pointer["files"].items()):
             local = into / rel
             local.parent.mkdir(parents=True, exist_ok=True)
             try:
-                version.fs.get_file((version / rel).path, str(local))
-            except FileNotFoundError as exc:
+                if self.is_local:
+                    link_or_copy(Path(version.path) / rel, local)
+                else:
+                    version.fs.get_file((version / rel).path, str(local))
+            except FileNotFoundError:
+                raise _VersionGone(rel) from None
+            if sha256_file(local) != sha:
                 raise CorruptAssetError(
-                    f"{version / rel}: missing from the stored version"
-                ) from exc
+                    f"{version / rel}: content differs from the sha256 recorded when it was "
+                    "written; re-materialise the asset"
+                )
+        self._check_no_extra_files(version, pointer)
         return into
 
-    def _read(self, folder: Path, pointer: dict[str, Any], version: UPath) -> Any:
-        _verify(folder, pointer, version)
-        try:
-            return _deserialise(pointer["format"], folder)
-        except Exception as exc:
-            raise StorageReadError(f"{version}: cannot read {pointer['format']} ({exc})") from exc
+    def _check_no_extra_files(self, version: UPath, pointer: dict[str, Any]) -> None:
+        if not self.is_local:
+            return  # an object store lists no folders; the manifest's files were all verified
+        folder = Path(version.path)
+        extra = sorted(set(dict(local_files(folder))) - set(pointer["files"]))
+        if extra:
+            raise CorruptAssetError(f"{version / extra[0]}: not part of the stored version")
 
 
-def _verify(folder: Path, pointer: dict[str, Any], version: UPath) -> None:
-    """Every recorded file present with its recorded sha256, and no other file."""
-    expected: dict[str, str] = pointer["files"]
-    found = dict(_local_files(folder))
-    for rel, sha in sorted(expected.items()):
-        if rel not in found:
-            raise CorruptAssetError(f"{version / rel}: missing from the stored version")
-        if sha256_file(found[rel]) != sha:
-            raise CorruptAssetError(
-                f"{version / rel}: content differs from the sha256 recorded when it was "
-                "written; re-materialise the asset"
-            )
-    extra = sorted(set(found) - set(expected))
-    if extra:
-        raise CorruptAssetError(f"{version / extra[0]}: not part of the stored version")
+def _current(pointer: dict[str, Any] | None) -> str | None:
+    return pointer["version"] if pointer else None
 
 
-def _modified(entry: UPath) -> float:
-    try:
-        if _is_local(entry):
-            return Path(entry.path).stat().st_mtime
-        # An object store has no folders: a version's age is that of its newest object.
-        infos = entry.fs.find(entry.path, detail=True, withdirs=False).values()
-        stamps = [i.get("LastModified") or i.get("mtime") or i.get("updated") for i in infos]
-        stamps = [s.timestamp() if hasattr(s, "timestamp") else float(s) for s in stamps if s]
-        return max(stamps) if stamps else time.time()
-    except (OSError, ValueError):
-        return time.time()  # unknown age: keep it
+def _next_pointer(
+    pointer: dict[str, Any] | None, stored: StoredVersion, protect: set[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The pointer after publishing ``stored``, and the retired versions it lets go.
+
+    The version it replaces is retired now; a retired version is let go once retired for
+    longer than :data:`PRUNE_AFTER_S` and not protected.
+    """
+    now = time.time()
+    retired = dict((pointer or {}).get("retired", {}))
+    previous = _current(pointer)
+    if previous is not None and previous != stored.version:
+        retired[previous] = now
+    retired.pop(stored.version, None)
+    doomed = sorted(v for v, t in retired.items() if now - t > PRUNE_AFTER_S and v not in protect)
+    for version in doomed:
+        del retired[version]
+    new = stored.pointer(retired)
+    if pointer is not None and {**pointer, "retired": pointer.get("retired", {})} == new:
+        return pointer, []
+    return new, doomed
 
 
 def _remove(entry: UPath) -> None:
-    if _is_local(entry):
+    if is_local(entry):
         path = Path(entry.path)
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    else:
+    elif entry.exists():
         entry.fs.rm(entry.path, recursive=True)
-
-
-def content_hashes(store: VersionedStore, *prefixes: str) -> dict[str, str]:
-    """``{key: sha256}`` of every value stored under ``prefixes`` (default: everything), the key
-    relative to the store's root (e.g. ``assets/metrics/synthetic``).
-
-    Two stores with equal content hashes hold the same bytes in every stored value: compare
-    two runs (or two versions of the code) with :func:`compare_content_hashes`.
-    """
-    root = store.root
-    hashes = {}
-    for pointer in root.rglob(POINTER):
-        key = pointer.parent
-        rel = key.relative_to(root).as_posix()
-        if prefixes and rel.split("/")[0] not in prefixes:
-            continue
-        current = store.current(key)
-        if current is not None:
-            hashes[rel] = current["sha256"]
-    return dict(sorted(hashes.items()))
-
-
-def compare_content_hashes(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
-    """Keys whose content differs, or that only one side stores."""
-    return {
-        "differ": sorted(k for k in before.keys() & after.keys() if before[k] != after[k]),
-        "only_before": sorted(before.keys() - after.keys()),
-        "only_after": sorted(after.keys() - before.keys()),
-    }
-
-
-def collect_garbage(store: VersionedStore, older_than_s: float = 3600.0) -> list[str]:
-    """Remove pointer temporaries, superseded versions and staging folders older than
-    ``older_than_s`` anywhere under the store; the paths removed."""
-    now, removed = time.time(), []
-    for pointer in list(store.root.rglob(POINTER)):
-        key = pointer.parent
-        current = (store.current(key) or {}).get("version")
-        for entry in key.iterdir():
-            name = entry.name
-            stale = name.startswith(f".{POINTER}.") or (
-                name.startswith(VERSION_PREFIX) and name != current
-            )
-            if stale and now - _modified(entry) > older_than_s:
-                _remove(entry)
-                removed.append(str(entry))
-    removed += _orphan_staging(store, now, older_than_s)
-    return removed
-
-
-def _orphan_staging(store: VersionedStore, now: float, older_than_s: float) -> list[str]:
-    """Staging folders of dead writers (only local stores have any: a remote store's writer
-    stages in a local temporary folder)."""
-    if not store.is_local:
-        return []
-    removed = []
-    for folder in Path(store.root.path).rglob(f"{STAGING_PREFIX}*"):
-        if folder.exists() and now - folder.stat().st_mtime > older_than_s:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(str(folder))
-    return removed

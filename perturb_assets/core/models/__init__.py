@@ -28,6 +28,7 @@ from perturb_assets.core.models.forest import (
 from perturb_assets.core.models.persistence import (
     ModelFileError,
     UntrustedTypeError,
+    canonical_skops,
     load_model,
     save_model,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "TRAIN_MEAN",
     "TrainMean",
     "UntrustedTypeError",
+    "canonical_skops",
     "combine_tables",
     "compress_targets",
     "embedding_sets",

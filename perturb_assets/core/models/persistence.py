@@ -7,17 +7,22 @@ any type outside scikit-learn, numpy and the platform's own estimators
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator
 
 from perturb_assets.core.models.estimators import AdditiveModel, LinearPCAModel, TrainMean
 from perturb_assets.core.models.forest import CompressedTargetForest
 
 __all__ = [
+    "canonical_skops",
     "ModelFileError",
     "UntrustedTypeError",
     "load_model",
@@ -85,8 +90,77 @@ def save_model(model: BaseEstimator, path: str | os.PathLike[str]) -> Path:
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(model, p)
+    p.write_bytes(canonical_skops(sio.dumps(_stable_diagnostics(model))))
     return p
+
+
+#: Fitted attributes that are convergence diagnostics whose last bits are noise: ElasticNet's
+#: ``dual_gap_`` is a difference of nearly equal sums (~1e-17 at convergence) that BLAS rounds
+#: differently with the arrays' memory alignment, so it changes from process to process while
+#: the coefficients do not. Stored rounded to these decimals, so the file is the same bytes.
+_NOISY_DIAGNOSTICS: dict[str, int] = {"dual_gap_": 12}
+
+
+def _stable_diagnostics(model: BaseEstimator) -> BaseEstimator:
+    """A shallow copy of ``model`` with its noisy diagnostics rounded (the model is unchanged:
+    coefficients, predictions and the in-memory object are untouched)."""
+    noisy = {k: d for k, d in _NOISY_DIAGNOSTICS.items() if hasattr(model, k)}
+    if not noisy:
+        return model
+    stored = copy.copy(model)
+    for name, decimals in noisy.items():
+        setattr(stored, name, np.round(getattr(model, name), decimals))
+    return stored
+
+
+#: A zip member's date and time in a canonical archive (the zip format's earliest).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(archive: bytes) -> bytes:
+    """The same skops archive with nothing that changes from run to run.
+
+    skops names array members and memo ids after ``id()`` of the objects (memory addresses)
+    and stamps members with the time of writing, so the same model gives other bytes on every
+    run. Here every ``__id__`` and member name is replaced by its ordinal in the schema (equal
+    ids stay equal, so shared objects stay shared), members are written in that order with a
+    fixed date: the same model, the same bytes, in any process and any data root.
+    """
+    with zipfile.ZipFile(io.BytesIO(archive)) as source:
+        schema = json.loads(source.read(_SCHEMA))
+        ids: dict[int, int] = {}
+        names: dict[str, str] = {}
+        _renumber(schema, ids, names)
+        members = {name: source.read(name) for name in source.namelist() if name != _SCHEMA}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        target.writestr(zipfile.ZipInfo(_SCHEMA, _ZIP_EPOCH), json.dumps(schema, indent=2))
+        for old, new in sorted(names.items(), key=lambda item: item[1]):
+            target.writestr(zipfile.ZipInfo(new, _ZIP_EPOCH), members.pop(old))
+        for name in sorted(members):  # anything the schema does not name, kept as is
+            target.writestr(zipfile.ZipInfo(name, _ZIP_EPOCH), members[name])
+    return out.getvalue()
+
+
+_SCHEMA = "schema.json"
+
+
+def _renumber(node: Any, ids: dict[int, int], names: dict[str, str]) -> None:
+    """Replace memo ids and member file names by ordinals, in place, depth first."""
+    if isinstance(node, list):
+        for item in node:
+            _renumber(item, ids, names)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "__id__" and isinstance(value, int):
+            node[key] = ids.setdefault(value, len(ids))
+        elif key == "file" and isinstance(value, str):
+            suffix = Path(value).suffix
+            node[key] = names.setdefault(value, f"{len(names):06d}{suffix}")
+        else:
+            _renumber(value, ids, names)
 
 
 def load_model(path: str | os.PathLike[str]) -> BaseEstimator:

@@ -135,16 +135,53 @@ USER_LABEL = "user"
 _MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
+#: ``uns`` key of a user's prediction table listing the files it could not accept.
+REJECTED_KEY = "rejected_files"
+REJECTED_COLUMNS: tuple[str, ...] = ("file", "field", "problem")
+
+
 def user_prediction_files(data_root: str | PathLike, dataset: str) -> list[Path]:
-    """The prediction files of ``dataset``, sorted (hidden files skipped)."""
+    """Every file in ``dataset``'s prediction folder, sorted (hidden files skipped); a file
+    of another type is listed too, so that it is reported rather than skipped in silence."""
     folder = Path(data_root) / PREDICTIONS_SUBDIR / dataset
     if not folder.is_dir():
         return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix in PREDICTION_SUFFIXES and not p.name.startswith(".")
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_prediction_folder(
+    data_root: str | PathLike, dataset: str, profiles: AnnData
+) -> tuple[AnnData, pd.DataFrame]:
+    """Every prediction file of ``dataset`` read into one table, and the files it refused.
+
+    A bad file blocks only itself: it is left out and listed (``file``, ``field``,
+    ``problem``) instead of failing the whole folder, so every other model is still scored.
+    The table carries that list in ``uns['rejected_files']`` when it is not empty.
+    """
+    tables, rejected = [], []
+    for path in user_prediction_files(data_root, dataset):
+        if path.suffix not in PREDICTION_SUFFIXES:
+            problem = (
+                f"{path.suffix or 'no suffix'} is not read: use {', '.join(PREDICTION_SUFFIXES)}"
+            )
+            rejected.append((path.name, "file type", problem))
+            continue
+        try:
+            tables.append(read_user_predictions(path, profiles))
+        except DatasetError as exc:
+            rejected.append((path.name, exc.field, exc.problem))
+    combined = combine_tables(tables, profiles.var)
+    refused = pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS))
+    if len(refused):
+        combined.uns[REJECTED_KEY] = refused
+    return combined, refused
+
+
+def rejected_files(table: AnnData | None) -> pd.DataFrame:
+    """The files a user's prediction table could not accept (empty when none)."""
+    if table is None or REJECTED_KEY not in table.uns:
+        return pd.DataFrame(columns=list(REJECTED_COLUMNS))
+    return pd.DataFrame(table.uns[REJECTED_KEY]).reindex(columns=list(REJECTED_COLUMNS))
 
 
 def prediction_folder_problems(data_root: str | PathLike, datasets: Iterable[str]) -> list[str]:

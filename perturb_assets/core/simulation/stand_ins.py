@@ -4,7 +4,7 @@ A simulated dataset is written as a GEARS folder (:func:`write_gears_dataset`) w
 stand in for what a user supplies for a real dataset: a GO-like annotation GMT, the gene programs
 as gene sets, and gene-embedding tables named like the real ones (scGPT, scFoundation, scELMo).
 That folder is the dataset's *companion folder*
-(:attr:`perturb_assets.core.datasets.RawManifest.companion_dir`). The foundation-model code
+(:meth:`perturb_assets.core.datasets.RawManifest.companion_dir`). The foundation-model code
 adds a tiny random scGPT checkpoint there on first use
 (:func:`perturb_assets.core.models.foundation.stand_in_checkpoint`), so the simulator needs no
 model code.

@@ -108,12 +108,11 @@ def raw_dataset(
     raw = _obtain(context, data_sources, config)
     sha, size = sha256_file(raw.path), raw.path.stat().st_size
     simulated = raw.annotations is not None
-    manifest = RawManifest(
-        dataset=name,
-        path=str(raw.path),
-        sha256=sha,
-        origin=raw.origin,
-        annotations=str(raw.annotations) if simulated else None,
+    manifest = RawManifest.of(
+        raw,
+        name,
+        data_sources.root,
+        sha,
         simulator_config=dataclasses.asdict(config.params(name)) if simulated else None,
         # steps on other machines fetch the files from a remote store
         stored=store_raw(name, raw.path, data_sources),
@@ -150,7 +149,9 @@ def expression(
     x_sha = matrix_sha256(adata.X)  # one pass over X (1+ GB at Replogle size)
     scalars = {k: v for k, v in summary.items() if isinstance(v, int | float | str | bool)}
     return dg.Output(
-        adata, data_version=dg.DataVersion(x_sha), metadata={**scalars, "X_sha256": x_sha}
+        adata,
+        data_version=dg.DataVersion(x_sha),
+        metadata={**scalars, "X_sha256": x_sha, "file": dg.MetadataValue.path(str(files.path))},
     )
 
 

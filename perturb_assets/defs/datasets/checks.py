@@ -8,6 +8,7 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
+from perturb_assets.core.datasets import usability_problems
 from perturb_assets.core.gears import (
     CONTROL,
     condition_problems,
@@ -40,6 +41,17 @@ def expression_schema(expression: ad.AnnData) -> dg.AssetCheckResult:
 @_check(expression, description="X is finite, non-negative and on log scale")
 def expression_values(expression: ad.AnnData) -> dg.AssetCheckResult:
     return check_result(value_problems(expression.X, log_scale=True))
+
+
+@_check(
+    expression,
+    description="values vary and the split gives the models perturbations to train, select "
+    "and be scored on (the rules add-dataset applies before it copies a dataset)",
+)
+def expression_usable(expression: ad.AnnData) -> dg.AssetCheckResult:
+    return check_result(
+        [f"{field}: {problem}" for field, problem in usability_problems(expression)]
+    )
 
 
 @_check(perturbation_split, description="no condition in both train and test")

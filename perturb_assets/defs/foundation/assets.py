@@ -29,7 +29,7 @@ from perturb_assets.defs.foundation.k8s import GPU_POOL, gpu_op_tags
 from perturb_assets.defs.metadata import markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.raw_files import RawFiles, raw_files
-from perturb_assets.defs.resources import DataSources
+from perturb_assets.defs.resources import DataSources, ModelFile, model_file_metadata
 from perturb_assets.defs.settings_config import settings_config
 
 GROUP = "foundation"
@@ -117,7 +117,9 @@ def _inputs(data_sources: DataSources, files: RawFiles, loaded: dict) -> Foundat
     )
 
 
-def _outputs(predictor: registry.Predictor, run, weights: dict, var: pd.DataFrame):
+def _outputs(
+    predictor: registry.Predictor, run, weights: dict, model: ModelFile, var: pd.DataFrame
+):
     table = prediction_table(
         run.predictions,
         model=predictor.model.name,
@@ -139,7 +141,7 @@ def _outputs(predictor: registry.Predictor, run, weights: dict, var: pd.DataFram
         f"{predictor.model.name}_weights",
         data_version=dg.DataVersion(weights["sha256"]),
         metadata={
-            "file": dg.MetadataValue.path(weights["path"]),
+            **model_file_metadata(model),
             "sha256": weights["sha256"],
             "training_config": dg.MetadataValue.json(weights["settings"]),
         },
@@ -207,19 +209,20 @@ def _foundation_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
             context.log.warning(str(exc))
             yield from _skipped(predictor, str(exc), var)
             return
-        url, sha = data_sources.put_model_file(
+        model = data_sources.put_model_file(
             predictor.name,
             context.partition_key,
             "weights.pt",
             lambda path: save_weights(run.state_dict, path),
         )
+        # Names the file by its store key, not its URL: the value is the same in every root.
         weights = {
-            "path": url,
-            "sha256": sha,
+            "file": f"{model.key}/{model.filename}",
+            "sha256": model.sha256,
             "settings": run.report.get("settings", {}),
             "device": run.device,
         }
-        yield from _outputs(predictor, run, weights, var)
+        yield from _outputs(predictor, run, weights, model, var)
 
     return train
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from perturb_assets.core import evaluation
 from perturb_assets.core.models import registry
+from perturb_assets.core.models.predictions import rejected_files
 from perturb_assets.core.pp import DEMethod
 from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.metadata import markdown_table
@@ -103,6 +104,9 @@ def metrics(
     )
     table = evaluation.attach_paper_values(summary)
     skipped = sorted(name for name, t in predictions.items() if t is None or t.n_obs == 0)
+    rejected = rejected_files(predictions.get("user_predictions"))
+    for row in rejected.itertuples():
+        context.log.warning(f"prediction file {row.file} not scored: {row.field}: {row.problem}")
     headline = evaluation.headline_table(table, de_method=config.headline_de_method)
     yield dg.Output(
         table,
@@ -111,6 +115,7 @@ def metrics(
             "pearson_delta_by_model": markdown_table(headline, max_rows=40),
             "n_rows": len(table),
             "skipped_models": ", ".join(skipped) or "none",
+            "rejected_prediction_files": ", ".join(rejected["file"]) or "none",
         },
     )
     yield dg.Output(per_condition, "metrics_per_condition", metadata={"n_rows": len(per_condition)})

@@ -27,7 +27,7 @@ from perturb_assets.core.models import (
 from perturb_assets.defs.automation import REFRESH
 from perturb_assets.defs.metadata import anndata_sha256, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
-from perturb_assets.defs.resources import Compute, DataSources
+from perturb_assets.defs.resources import Compute, DataSources, ModelFile, model_file_metadata
 
 GROUP = "models"
 
@@ -58,7 +58,7 @@ def _skipped(predictor: Predictor, profiles: ad.AnnData, protocol: str):
     return dg.Output(table, metadata={"status": "skipped: no features", "protocol": protocol})
 
 
-def _run_metadata(run: BaselineRun, model_url: str) -> dict:
+def _run_metadata(run: BaselineRun, model: ModelFile) -> dict:
     fit, report = run.fit, run.feature_report or {}
     meta = {
         "status": "ok",
@@ -69,7 +69,7 @@ def _run_metadata(run: BaselineRun, model_url: str) -> dict:
         **{f"n_{s}": fit.n_conditions.get(s, 0) for s in ("train", "val", "test")},
         "n_skipped_conditions": fit.n_skipped,
         "n_fallback_predictions": fit.n_fallback,
-        "model_file": dg.MetadataValue.path(model_url),
+        **model_file_metadata(model),
     }
     if report:
         meta |= {
@@ -99,13 +99,13 @@ def _predict(
         protocol=protocol, n_jobs=compute.jobs_per_step, reference=reference,
         missing_gene_policy=config.missing_gene_policy if config else "zero",
     )  # fmt: skip
-    model_url, _ = data_sources.put_model_file(
+    model = data_sources.put_model_file(
         predictor.name,
         context.partition_key,
         "model.skops",
         lambda path: save_model(run.fit.model, path),
     )
-    metadata = _run_metadata(run, model_url) | {"n_jobs": compute.jobs_per_step}
+    metadata = _run_metadata(run, model) | {"n_jobs": compute.jobs_per_step}
     if predictor.model.reference_build is not None:
         metadata["implementation"] = "reference" if reference else "fast"
     # Content-addressed: a refit that predicts the same values leaves metrics untouched.

@@ -14,7 +14,6 @@ import anndata as ad
 import dagster as dg
 import pandas as pd
 
-from perturb_assets.core.errors import DatasetError
 from perturb_assets.core.io import sha256_file
 from perturb_assets.core.models import predictions
 from perturb_assets.defs.automation import REFRESH
@@ -55,18 +54,37 @@ def user_prediction_files(data_sources: DataSources) -> dg.DataVersion:
 def user_predictions(
     context: dg.AssetExecutionContext, data_sources: DataSources, pseudobulk: ad.AnnData
 ) -> dg.Output[ad.AnnData]:
-    files = predictions.user_prediction_files(data_sources.root, context.partition_key)
-    try:
-        tables = [predictions.read_user_predictions(path, pseudobulk) for path in files]
-    except DatasetError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    combined = predictions.combine_tables(tables, pseudobulk.var)
+    combined, rejected = predictions.read_prediction_folder(
+        data_sources.root, context.partition_key, pseudobulk
+    )
+    for row in rejected.itertuples():
+        context.log.warning(f"{row.file}: {row.field}: {row.problem}; not scored")
     models = combined.obs.groupby("model", observed=True).size().rename("conditions")
     return dg.Output(
         combined,
         metadata={
-            "n_models": len(tables),
-            "files": ", ".join(p.name for p in files) or "none",
+            "n_models": len(models),
             "models": markdown_table(models.to_frame() if len(models) else pd.DataFrame()),
+            "n_rejected_files": len(rejected),
+            "rejected_files": markdown_table(rejected),
         },
+    )
+
+
+@dg.asset_check(
+    asset=user_predictions,
+    partitions_def=dataset_partitions,
+    description="Every file in the dataset's prediction folder was accepted (a refused file "
+    "is left out of metrics; the others are scored).",
+)
+def user_predictions_files_accepted(user_predictions: ad.AnnData) -> dg.AssetCheckResult:
+    rejected = predictions.rejected_files(user_predictions)
+    return dg.AssetCheckResult(
+        passed=rejected.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="all files accepted"
+        if rejected.empty
+        else "refused: "
+        + "; ".join(f"{r.file} ({r.field}: {r.problem})" for r in rejected.itertuples()),
+        metadata={"rejected_files": markdown_table(rejected)},
     )

@@ -17,16 +17,18 @@ import dagster as dg
 
 from perturb_assets.config import STORAGE_URL_ENV, ComputeBudget, compute_budget, data_root
 from perturb_assets.defs.resources.compute import Compute
-from perturb_assets.defs.resources.data_sources import DataSources
+from perturb_assets.defs.resources.data_sources import DataSources, ModelFile, model_file_metadata
 from perturb_assets.defs.resources.io_manager import ALLOW_MISSING, StoreIOManager
 
 __all__ = [
     "ALLOW_MISSING",
     "Compute",
     "DataSources",
+    "ModelFile",
     "StoreIOManager",
     "build_resources",
     "default_resources",
+    "model_file_metadata",
 ]
 
 

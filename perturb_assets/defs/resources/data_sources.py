@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from upath import UPath
 
 from perturb_assets.core.io import VersionedStore
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A stored model file: its key and version in the store, name and sha256, and its URL.
+
+    Stored values keep ``key`` and ``sha256`` (the same in every data root); the URL, which
+    names the root, belongs in metadata.
+    """
+
+    key: str
+    version: str
+    filename: str
+    sha256: str
+    url: str
+
+
+def model_file_metadata(model: ModelFile) -> dict:
+    """The metadata that names a stored model file (``gc`` keeps the version it names)."""
+    return {
+        "model_file": dg.MetadataValue.path(model.url),
+        "model_key": model.key,
+        "model_version": model.version,
+    }
 
 
 class DataSources(dg.ConfigurableResource):
@@ -49,15 +75,21 @@ class DataSources(dg.ConfigurableResource):
 
     def put_model_file(
         self, asset_name: str, partition: str, filename: str, write: Callable[[Path], object]
-    ) -> tuple[str, str]:
+    ) -> ModelFile:
         """``write`` a model file into a scratch folder and store it as the current version
-        of :meth:`model_location`; its stored URL and sha256."""
-        location = self.model_location(asset_name, partition)
-        with tempfile.TemporaryDirectory(prefix="perturb_model_") as scratch:
+        of :meth:`model_location`."""
+        store, location = self.store, self.model_location(asset_name, partition)
+        with tempfile.TemporaryDirectory(prefix=f"perturb_model_{os.getpid()}_") as scratch:
             path = Path(scratch) / filename
             write(path)
-            stored = self.store.put(location, path)
-        return str(location / stored.version / filename), stored.files[filename]
+            stored = store.put(location, path)
+        return ModelFile(
+            key=store.relative_key(location),
+            version=stored.version,
+            filename=filename,
+            sha256=stored.files[filename],
+            url=str(location / stored.version / filename),
+        )
 
     def model_file(self, asset_name: str, partition: str, into: Path) -> Path:
         """A verified local copy of a stored model file (downloaded into ``into`` if remote)."""

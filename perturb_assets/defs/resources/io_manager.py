@@ -17,7 +17,7 @@ import dagster as dg
 from upath import UPath
 
 from perturb_assets.config import package_versions
-from perturb_assets.core.io import VersionedStore
+from perturb_assets.core.io import NotStoredError, VersionedStore, check_key_part
 from perturb_assets.defs.resources.data_sources import DataSources
 
 #: Input metadata: load ``None`` when the upstream asset (or partition) was never materialised.
@@ -39,10 +39,14 @@ class _VersionedUPathIOManager(dg.UPathIOManager):
         super().__init__(base_path=store.key("assets"))
         self._store = store
 
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        _check_partition(context)
+        super().handle_output(context, obj)
+
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         if obj is None:  # an asset that stores its result elsewhere returns None
             return
-        stored = self._store.put(path, obj)
+        stored = self._store.put(path, obj, protect=_recorded_versions(context))
         context.add_output_metadata(
             {
                 "stored_version": stored.version,
@@ -53,7 +57,7 @@ class _VersionedUPathIOManager(dg.UPathIOManager):
         )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
-        return self._store.get(path)  # FileNotFoundError when never stored
+        return self._store.get(path)  # NotStoredError when never stored
 
     def path_exists(self, path: UPath) -> bool:
         return self._store.exists(path)
@@ -62,22 +66,54 @@ class _VersionedUPathIOManager(dg.UPathIOManager):
         if context.has_asset_partitions and not context.has_partition_key:
             # A fan-in (an unpartitioned run reading a partitioned asset, e.g. benchmark_summary
             # over every dataset): {partition: value} of the materialised ones, however many.
+            # Only "never stored" means "not an input": a damaged value fails the step.
             values = {}
             for partition, path in self._get_paths_for_partitions(context).items():
+                check_key_part(partition, f"partition of {context.asset_key.to_user_string()}")
                 try:
                     values[partition] = self._store.get(path)
-                except FileNotFoundError:  # not materialised: not an input
+                except NotStoredError:
                     continue
             return values
+        _check_partition(context)
         try:
             return super().load_input(context)
-        except FileNotFoundError:
+        except NotStoredError:
             if (context.definition_metadata or {}).get(ALLOW_MISSING):
                 return None  # an optional input (e.g. a foundation model not trained yet)
-            raise FileNotFoundError(
-                f"asset {context.asset_key.to_user_string()} has no stored value at "
+            partition = f" (partition {context.partition_key})" if context.has_partition_key else ""
+            raise NotStoredError(
+                f"asset {context.asset_key.to_user_string()}{partition} has no stored value at "
                 f"{self._get_path_without_extension(context)}; materialise it first"
             ) from None
+
+
+def _check_partition(context: dg.InputContext | dg.OutputContext) -> None:
+    """Refuse a partition key that is not a plain name before anything is read or written (a
+    dynamic partition added as ``../expression/x`` must not reach another asset's folder)."""
+    if context.has_asset_partitions and context.has_partition_key:
+        check_key_part(context.partition_key, f"partition of {context.asset_key.to_user_string()}")
+
+
+def _recorded_versions(context: dg.OutputContext) -> set[str]:
+    """The stored version the instance's latest materialisation of this output names: kept
+    whatever its age, so the instance and the store never disagree about a deleted version."""
+    try:
+        instance = context.step_context.instance
+        partition = context.partition_key if context.has_partition_key else None
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=context.asset_key,
+                asset_partitions=[partition] if partition is not None else None,
+            ),
+            limit=1,
+        ).records
+    except Exception:  # no instance (a direct call in a test): nothing recorded to keep
+        return set()
+    if not records:
+        return set()
+    version = records[0].asset_materialization.metadata.get("stored_version")
+    return {version.value} if version is not None else set()
 
 
 class StoreIOManager(dg.ConfigurableIOManagerFactory):

@@ -30,6 +30,7 @@ from perturb_assets.core.models.foundation.runs import (
     run_gears_with_embeddings,
     run_scgpt,
     save_weights,
+    weights_bytes,
 )
 from perturb_assets.core.models.foundation.scgpt_checkpoint import (
     CHECKPOINT_DIR,
@@ -87,6 +88,7 @@ __all__ = [
     "scgpt_model",
     "stand_in_checkpoint",
     "train_gears",
+    "weights_bytes",
     "write_checkpoint",
     "write_go_files",
 ]

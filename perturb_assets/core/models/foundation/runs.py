@@ -12,6 +12,7 @@ condition, the per-epoch history and the best weights. Where its files come from
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "run_gears_with_embeddings",
     "run_scgpt",
     "save_weights",
+    "weights_bytes",
 ]
 
 
@@ -131,9 +133,22 @@ def run_gears_with_embeddings(
 
 
 def save_weights(state_dict: dict[str, Any], path: str | Path) -> str:
-    """Write a state dict with ``torch.save`` (atomically); return the file's sha256."""
+    """Write a state dict with ``torch.save`` (atomically); return the file's sha256.
+
+    Saved through memory: ``torch.save`` names its archive after the file it writes, which
+    would put the temporary file's name (pid, random tag) into the bytes; from a buffer the
+    archive is always ``archive/``, so equal weights give an equal file.
+    """
+    path = Path(path)
+    data = weights_bytes(state_dict)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return sha256_file(path)
+
+
+def weights_bytes(state_dict: dict[str, Any]) -> bytes:
+    """``torch.save`` of ``state_dict`` into bytes (the same bytes for the same weights)."""
     import torch
 
-    path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(state_dict, tmp))
-    return sha256_file(path)
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return buffer.getvalue()

@@ -19,7 +19,9 @@ the gene encoder, the value encoder and the transformer (:data:`PRETRAINED_PREFI
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -134,6 +136,11 @@ def read_checkpoint(folder: str | PathLike) -> ScGPTCheckpoint:
                 folder / ARGS_FILE, name, f"must be a positive integer, got {value!r}"
             )
         architecture[name] = value
+    if architecture["embsize"] % architecture["nheads"]:
+        raise DatasetError(
+            folder / ARGS_FILE, "nheads", f"{architecture['nheads']} does not divide embsize "
+            f"{architecture['embsize']}: each attention head gets embsize / nheads dimensions",
+        )  # fmt: skip
     vocab = _read_json(folder / VOCAB_FILE)
     if not vocab or not all(isinstance(k, str) and isinstance(v, int) for k, v in vocab.items()):
         raise DatasetError(folder / VOCAB_FILE, "vocabulary", "must be a JSON object {token: id}")
@@ -175,13 +182,24 @@ def load_weights(path: str | PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, non-tensor objects
+        # torch's own text suggests weights_only=False, i.e. running the file's code: never.
         raise DatasetError(
-            path, "file", f"cannot be loaded with torch.load(weights_only=True): {exc}; a "
-            "checkpoint must hold a plain state dict of tensors",
-        ) from exc  # fmt: skip
+            path, "file", f"cannot be loaded as a plain state dict of tensors "
+            f"({_load_failure(exc)}); the platform loads weights only with weights_only=True "
+            "and never runs code from a checkpoint: export the state dict of tensors instead",
+        ) from None  # fmt: skip
     if not isinstance(state, dict):
         raise DatasetError(path, "file", f"holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """What ``torch.load`` refused, without its advice to load with ``weights_only=False``."""
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    lines = [ansi.sub("", line).strip() for line in str(exc).splitlines()]
+    advice = ("weights_only", "documentation", "Weights only load failed", "can still be loaded")
+    useful = [line for line in lines if line and not any(a in line for a in advice)]
+    return f"{type(exc).__name__}: {useful[0][:200]}" if useful else type(exc).__name__
 
 
 def pretrained_weights(state: dict[str, Any]) -> dict[str, Any]:
@@ -296,5 +314,7 @@ def write_checkpoint(
     state["decoder.fc.0.weight"] = torch.randn(embsize, embsize)
     atomic_write(folder / ARGS_FILE, lambda tmp: tmp.write_text(json.dumps(args, indent=1)))
     atomic_write(folder / VOCAB_FILE, lambda tmp: tmp.write_text(json.dumps(vocab)))
-    atomic_write(folder / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
+    buffer = io.BytesIO()  # through memory: torch.save would name its archive after the file
+    torch.save(state, buffer)
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     return folder

@@ -13,13 +13,21 @@ fi
 STAMP=".venv/.perturb_assets-installed"
 WANT="$(sha256sum pyproject.toml | cut -c1-64)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-  echo "[bootstrap] installing pinned dependencies (a few minutes the first time)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
+  echo "[bootstrap] installing pinned dependencies (about a minute the first time)"
+  NODEPS="$(.venv/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["nodeps"]))')"
   # torch is pinned to 2.13.0 in pyproject.toml; that pin selects the CPU build here.
-  .venv/bin/python -m pip install --quiet -e ".[test]"
-  # Packages with stale pins, installed without their dependencies (pyproject: [nodeps]).
-  .venv/bin/python -m pip install --quiet --no-deps $(.venv/bin/python -c \
-    'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["nodeps"]))')
+  if .venv/bin/python -m pip install --quiet uv 2>/dev/null; then
+    # uv ignores pip's configuration: hand it the same indexes, wheels and constraints.
+    eval "$(.venv/bin/python deploy/uv_env.py .venv/bin/python)"
+    .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test]"
+    # Packages with stale pins, installed without their dependencies (pyproject: [nodeps]).
+    .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps $NODEPS
+  else
+    echo "[bootstrap] uv is not installable here; falling back to pip (a few minutes)"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e ".[test]"
+    .venv/bin/python -m pip install --quiet --no-deps $NODEPS
+  fi
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$REPO/.venv/bin:$PATH"

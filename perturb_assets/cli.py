@@ -104,6 +104,15 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _step_count(job, select: list[str] | None) -> int:
+    """Steps a run of ``job`` (or of its ``select``ed assets) executes: one per op."""
+    import dagster as dg
+
+    if select:
+        job = job.get_subset(asset_selection={dg.AssetKey(key) for key in select})
+    return len(job.graph.node_dict)
+
+
 def _execute(
     job_name: str, partition: str | None, run_config: dict, select: list[str] | None = None
 ) -> bool:
@@ -126,7 +135,21 @@ def _execute(
         return result.success
 
 
+def _run_partitions(args: argparse.Namespace, job, instance) -> list[str | None]:
+    partitions = [args.partition] if args.partition else [None]
+    if args.all_partitions:
+        partitions = job.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    if args.missing_only:
+        keys = job.asset_layer.executable_asset_keys
+        done = set().union(*(instance.get_materialized_partitions(k) for k in keys))
+        partitions = [p for p in partitions if p not in done]
+    return partitions
+
+
 def _run(args: argparse.Namespace) -> int:
+    import tempfile
+    import time
+
     import dagster as dg
     import yaml
 
@@ -143,25 +166,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {args.job} has no partition {args.partition!r}", file=sys.stderr)
         return 2
     config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    config = {**config, "loggers": {"console": {}}}  # the one-line-per-step console logger
-    partitions = [args.partition] if args.partition else [None]
-    if args.all_partitions:
-        partitions = job.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-    if args.missing_only:
-        done = set().union(
-            *(
-                instance.get_materialized_partitions(k)
-                for k in job.asset_layer.executable_asset_keys
-            )
-        )
-        partitions = [p for p in partitions if p not in done]
-    for partition in partitions:
+    select = [k.strip() for k in args.select.split(",")] if args.select else None
+    total = _step_count(job, select)
+    for partition in _run_partitions(args, job, instance):
         label = f" {partition}" if partition else ""
-        print(f"[run] {args.job}{label}", file=sys.stderr, flush=True)
-        select = [k.strip() for k in args.select.split(",")] if args.select else None
-        if not _execute(args.job, partition, config, select):
-            print(f"error: {args.job}{label} failed; see the run in the UI", file=sys.stderr)
+        print(f"[run] {args.job}{label}: {total} steps", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="perturb_run_") as scratch:
+            # the one-line-per-step console logger, counting steps across step processes
+            console = {"total_steps": total, "tally": str(Path(scratch) / "finished_steps")}
+            run_config = {**config, "loggers": {"console": {"config": console}}}
+            ok = _execute(args.job, partition, run_config, select)
+        seconds = time.perf_counter() - started
+        if not ok:
+            print(
+                f"error: {args.job}{label} failed after {seconds:.1f} s; the FAIL line above "
+                "says why, the run in the UI has the full log",
+                file=sys.stderr,
+            )
             return 1
+        print(f"[run] {args.job}{label}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
     return 0
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from perturb_assets.known_warnings import ignore_known_warnings
+
+# Installed before any test: pytest copies these filters into each test's warning capture, so
+# the suite's summary lists only warnings nobody has judged harmless yet.
+ignore_known_warnings()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_data_root(tmp_path_factory, monkeypatch):

@@ -17,6 +17,7 @@ from perturb_assets.core.errors import ConditionSyntaxError, DatasetError
 from perturb_assets.core.features import (
     embedding_pca,
     gene_aliases,
+    go_annotation_matrix,
     load_gene_aliases,
     match_genes,
     pca_features,
@@ -83,6 +84,19 @@ def test_decoupler_download_failure_says_use_a_file(monkeypatch):
     with pytest.raises(AnnotationDownloadError, match="GMT") as err:
         go_annotations_from_decoupler()
     assert "read_gaf" in str(err.value) and "no network" in str(err.value)
+
+
+def test_a_dataset_without_a_go_file_offline_is_told_where_the_file_goes(monkeypatch, tmp_path):
+    def boom(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    fake = types.ModuleType("decoupler")
+    fake.op = types.SimpleNamespace(resource=boom)
+    monkeypatch.setitem(sys.modules, "decoupler", fake)
+    with pytest.raises(AnnotationDownloadError) as err:
+        go_annotation_matrix("auto", tmp_path)
+    assert f"put it at {tmp_path / 'annotations' / 'go.gmt'}" in str(err.value)
+    assert "no network" in str(err.value)
 
 
 def test_installed_decoupler_has_the_api_used():

@@ -16,6 +16,7 @@ import pandas as pd
 from perturb_assets.core.io.annotations import (
     ANNOTATION_FILES,
     ANNOTATIONS_SUBDIR,
+    AnnotationDownloadError,
     go_annotations_from_decoupler,
     read_gaf,
     read_gmt,
@@ -68,6 +69,11 @@ def go_annotation_matrix(
             raise FileNotFoundError(f"no GO file found; put one of {ANNOTATION_FILES} in {folder}")
     cache = folder / _MSIGDB_CACHE
     if not cache.exists():
-        matrix = go_annotations_from_decoupler("go_biological_process")
+        try:
+            matrix = go_annotations_from_decoupler("go_biological_process")
+        except AnnotationDownloadError as exc:  # say where the local file goes
+            raise AnnotationDownloadError(
+                f"{exc}; put it at {folder / ANNOTATION_FILES[0]} (or {folder / 'go.gaf'})"
+            ) from exc
         atomic_write(cache, matrix.to_parquet)
     return pd.read_parquet(cache), "decoupler MSigDB go_biological_process"

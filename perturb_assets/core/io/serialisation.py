@@ -27,12 +27,16 @@ __all__ = ["Format", "content_sha", "deserialise", "link_or_copy", "local_files"
 
 Format = Literal["zarr", "parquet", "json", "file"]
 ZARR_FOLDER = "data.zarr"
+ZARR_FORMAT = 2
 
 
 def serialise(obj: Any, folder: Path) -> Format:
     """Write ``obj`` into the empty local ``folder``; its format."""
     if isinstance(obj, ad.AnnData):
-        obj.write_zarr(folder / ZARR_FOLDER)
+        # Pinned, not anndata's default: the default moves to v3, which would change the bytes
+        # (and the content hashes) of every stored AnnData on an upgrade.
+        with ad.settings.override(zarr_write_format=ZARR_FORMAT):
+            obj.write_zarr(folder / ZARR_FOLDER)
         return "zarr"
     if isinstance(obj, pd.DataFrame):
         obj.to_parquet(folder / "data.parquet")

@@ -28,6 +28,7 @@ says so.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 
 from perturb_assets.core.features.perturbation import perturbation_features
 from perturb_assets.core.gears.format import CONTROL
@@ -89,6 +91,9 @@ class FitResult:
         for train / val).
     fallback_conditions
         Test conditions predicted by the Train Mean fallback (additive model only).
+    not_converged
+        Per grid setting, how many fits stopped at ``max_iter`` before converging
+        (scikit-learn's ``ConvergenceWarning``; ElasticNet warns once per output gene).
     """
 
     model: BaseEstimator
@@ -100,6 +105,7 @@ class FitResult:
     n_conditions: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     fallback_conditions: list[str] = field(default_factory=list)
+    not_converged: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_skipped(self) -> int:
@@ -143,6 +149,7 @@ class _Data:
     used: dict[str, list[str]]
     skipped: dict[str, list[str]]
     reference: bool = False
+    not_converged: dict[str, int] = field(default_factory=dict)
 
     def X(self, conditions: Sequence[str]) -> Any:
         return self.spec.design(conditions, self.features)
@@ -152,9 +159,22 @@ class _Data:
 
     def fit(self, params: dict, conditions: Sequence[str], proto: BenchmarkProtocol, n_jobs: int):
         estimator = self.spec.estimator(params, proto.random_state, n_jobs, self.reference)
-        return self.spec.fit(
-            estimator, self.X(conditions), self.Y(conditions), self.ctrl.to_numpy()
-        )
+        # scikit-learn warns once per output gene that stops at max_iter: collected per
+        # setting (FitResult.not_converged) instead of a console line per gene.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            fitted = self.spec.fit(
+                estimator, self.X(conditions), self.Y(conditions), self.ctrl.to_numpy()
+            )
+        for warning in caught:
+            if issubclass(warning.category, ConvergenceWarning):
+                label = _setting_label(params)
+                self.not_converged[label] = self.not_converged.get(label, 0) + 1
+            else:  # anything else stays visible
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        return fitted
 
     def predict(self, model: BaseEstimator, conditions: Sequence[str]) -> pd.DataFrame:
         index = pd.Index(list(conditions), name="condition", dtype=object)
@@ -393,6 +413,7 @@ def fit_select_predict(
         n_conditions={s: len(data.used[s]) for s in SPLITS},
         skipped=data.skipped,
         fallback_conditions=fallback,
+        not_converged=data.not_converged,
     )
 
 

@@ -106,6 +106,10 @@ def _predict(
         lambda path: save_model(run.fit.model, path),
     )
     metadata = _run_metadata(run, model) | {"n_jobs": compute.jobs_per_step}
+    if run.fit.not_converged:  # one line, not one warning per output gene
+        counts = ", ".join(f"{k}: {v}" for k, v in run.fit.not_converged.items())
+        context.log.info(f"{predictor.name}: fits stopped at max_iter unconverged ({counts})")
+        metadata["not_converged"] = counts
     if predictor.model.reference_build is not None:
         metadata["implementation"] = "reference" if reference else "fast"
     # Content-addressed: a refit that predicts the same values leaves metrics untouched.

@@ -76,16 +76,28 @@ class _VersionedUPathIOManager(dg.UPathIOManager):
                     continue
             return values
         _check_partition(context)
+        optional = bool((context.definition_metadata or {}).get(ALLOW_MISSING))
+        if optional and not self._store.exists(self._input_path(context)):
+            # An optional input not materialised yet (a foundation model not trained): Dagster's
+            # own check would log "Couldn't load partition ..." at WARNING for an expected case.
+            context.log.debug(f"optional input {context.asset_key.to_user_string()}: not stored")
+            return None
         try:
             return super().load_input(context)
         except NotStoredError:
-            if (context.definition_metadata or {}).get(ALLOW_MISSING):
-                return None  # an optional input (e.g. a foundation model not trained yet)
+            if optional:
+                return None  # removed between the check and the read
             partition = f" (partition {context.partition_key})" if context.has_partition_key else ""
             raise NotStoredError(
                 f"asset {context.asset_key.to_user_string()}{partition} has no stored value at "
                 f"{self._get_path_without_extension(context)}; materialise it first"
             ) from None
+
+    def _input_path(self, context: dg.InputContext) -> UPath:
+        if context.has_asset_partitions:
+            (path,) = self._get_paths_for_partitions(context).values()
+            return path
+        return self._get_path(context)
 
 
 def _check_partition(context: dg.InputContext | dg.OutputContext) -> None:

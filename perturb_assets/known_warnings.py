@@ -1,0 +1,73 @@
+"""The library warnings this platform knows to be harmless, silenced in one place.
+
+Each entry names the warning's category and the start of its message, and says why it is
+harmless here. Anything not listed stays visible: on the console, in the UI's logs and in the
+test suite's summary, where a new warning then stands out. :func:`ignore_known_warnings` is
+called by the code location (``perturb_assets.definitions``) and by the tests' ``conftest``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+__all__ = ["KNOWN_WARNINGS", "KnownWarning", "ignore_known_warnings"]
+
+
+@dataclass(frozen=True)
+class KnownWarning:
+    """A warning to ignore: ``category``, a regex matching the start of its ``message``, and
+    ``why`` it is harmless."""
+
+    category: str  # "module:Class", imported lazily so this module stays import-light
+    message: str
+    why: str
+    module: str = ""  # regex on the warning's module; empty matches any
+
+
+KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
+    KnownWarning(
+        "dagster:BetaWarning",
+        r"Parameter `data_version` of initializer `Output\.__init__`",
+        "data versions are how unchanged inputs skip re-runs; used on purpose",
+    ),
+    KnownWarning(
+        "dagster:BetaWarning",
+        r"Parameter `include_sources` of function `AssetSelection\.all`",
+        "the observation job selects the observable source assets; used on purpose",
+    ),
+    KnownWarning(
+        "dagster:BetaWarning",
+        "Function `observable_source_asset`",
+        "input files are observed source assets (their sha256 is the data version)",
+    ),
+    KnownWarning(
+        "builtins:UserWarning",
+        "Writing zarr v2 data will no longer be the default",
+        "the store pins zarr v2 (core.io.serialisation.ZARR_FORMAT): an upgrade of anndata must "
+        "not change the bytes, and so the content hashes, of stored values",
+    ),
+    KnownWarning(
+        "builtins:RuntimeWarning",
+        "(divide by zero|invalid value) encountered in divide",
+        "cell-gears' own evaluation divides by control means of unexpressed genes; its fold "
+        "changes are not used here (metrics come from perturb_assets.core.metrics)",
+        module=r"gears\.inference",
+    ),
+)
+
+
+def _category(dotted: str) -> type[Warning]:
+    module, _, name = dotted.partition(":")
+    return getattr(__import__(module), name)
+
+
+def ignore_known_warnings() -> None:
+    """Install an ``ignore`` filter for each of :data:`KNOWN_WARNINGS` (idempotent)."""
+    for known in KNOWN_WARNINGS:
+        warnings.filterwarnings(
+            "ignore",
+            message=known.message,
+            category=_category(known.category),
+            module=known.module,
+        )

@@ -390,14 +390,14 @@ def test_helm_values():
     assert values["telemetry"]["enabled"] is False
 
 
-# --- 5. docs/deployment.md --------------------------------------------------------------------
+# --- 5. docs/operations/kubernetes.md ---------------------------------------------------------
 
 
 def test_the_one_machine_instance_config_in_the_docs_loads(tmp_path, monkeypatch):
-    """The single-machine dagster.yaml of docs/deployment.md passes Dagster's schema, and an
-    instance with its settings (SQLite in place of PostgreSQL) starts: run monitoring with the
-    default run launcher, the queue and the pools."""
-    text = (REPO / "docs" / "deployment.md").read_text()
+    """The single-machine dagster.yaml of docs/operations/kubernetes.md passes Dagster's schema,
+    and an instance with its settings (SQLite in place of PostgreSQL) starts: run monitoring with
+    the default run launcher, the queue and the pools."""
+    text = (REPO / "docs" / "operations" / "kubernetes.md").read_text()
     blocks = re.findall(r"```yaml\n(# dagster\.yaml, one machine.*?)```", text, re.S)
     assert len(blocks) == 1
     (tmp_path / "dagster.yaml").write_text(blocks[0])

@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import pickle
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from perturb_assets.core.gears import simulation_split
 from perturb_assets.core.models.foundation import (
     FineTuneSettings,
     fine_tune,
+    gears_go,
     gears_model,
     pair_cells,
     save_weights,
@@ -222,31 +224,97 @@ def test_both_training_loops_run_with_amp_on_a_gpu(data, checkpoint):
 # --- GEARS ------------------------------------------------------------------------------------
 
 
-def test_go_files_hold_jaccard_edges_and_keep_unannotated_targets(tmp_path):
+def test_go_files_hold_jaccard_edges_and_no_made_up_terms(tmp_path):
     annotations = pd.DataFrame(
         [[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]],
         index=["A", "B", "C", "D"], columns=["t1", "t2", "t3"],
     )  # fmt: skip
-    report = gears_model.write_go_files(
-        tmp_path, annotations, measured=["A", "B", "C"], perturbed=["D", "E"]
-    )
-    assert report["n_unannotated_targets"] == 1  # E gets a term of its own
+    gene2go = gears_go.gene2go_from_annotations(annotations)
+    report = gears_go.write_go_files(tmp_path, gene2go, measured=["A", "B", "C"], perturbed=["D", "E"])
+    assert report["n_go_genes"] == 4  # E has no term: not in the graph
     edges = pd.read_csv(tmp_path / "go_essential_all" / "go_essential_all.csv")
     weight = {(s, t): w for s, t, w in edges.itertuples(index=False)}
     assert weight[("A", "B")] == pytest.approx(0.5) and weight[("B", "A")] == pytest.approx(0.5)
-    assert weight[("A", "D")] == pytest.approx(2 / 3) and weight[("E", "E")] == 1.0
-    assert ("C", "A") not in weight  # no shared term
-    assert not edges.isin({"source": ["E"], "target": ["A", "B", "C", "D"]}).all(axis=1).any()
+    assert weight[("A", "D")] == pytest.approx(2 / 3) and ("C", "A") not in weight
+    assert "E" not in set(edges["source"]) | set(edges["target"])
+    with open(tmp_path / "gene2go_all.pkl", "rb") as handle:
+        assert "E" not in pickle.load(handle)
+    assert gears_go.conditions_without_go(["A+ctrl", "E+ctrl", "A+E", "ctrl"], gene2go) == [
+        "A+E", "E+ctrl"
+    ]  # fmt: skip
+
+
+def _random_gene2go(n_genes: int, n_terms: int, seed: int) -> dict[str, set[str]]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n_genes):
+        k = int(rng.integers(1, 6))
+        out[f"G{i:02d}"] = {f"GO:{t:03d}" for t in rng.choice(n_terms, size=k, replace=False)}
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_go_graph_equals_cell_gears_make_go_and_top_k(tmp_path, monkeypatch, k):
+    """Our sparse Jaccard edges = cell-gears' ``make_GO`` (its own pairwise loop), and the
+    top-k selection = its ``get_similarity_network``, on the same gene2go dict, offline."""
+    from gears import utils
+
+    gene2go = _random_gene2go(40, 12, seed=k)  # 12 terms: many ties, many edges per gene
+    with open(tmp_path / "gene2go_all.pkl", "wb") as handle:
+        pickle.dump(gene2go, handle)
+    pert_list = sorted(gene2go)[:35]  # as PertData.pert_names: sorted, a subset
+    monkeypatch.chdir(tmp_path)  # make_GO reads and writes ./data/go_essential_<name>.csv
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(utils, "dataverse_download", _no_download)
+    monkeypatch.setattr(utils, "tar_data_download_wrapper", _no_download)
+    theirs = utils.make_GO(str(tmp_path), pert_list, "t", num_workers=1, save=False)
+    ours = gears_go.go_edges(gene2go, pert_list + ["not_annotated"])
+    pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+    assert len(ours) > 3 * len(pert_list)  # the top-k below has something to cut
+    their_top = utils.get_similarity_network(
+        "go", None, 0.4, k, str(tmp_path), "t", None, 1, 0.75, None,
+        default_pert_graph=False, pert_list=pert_list,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(gears_go.top_k_edges(ours, k), their_top, check_dtype=False)
+
+
+def _no_download(*args, **kwargs):
+    raise AssertionError(f"cell-gears tried to download {args[:1]}")
+
+
+def test_a_user_gene2go_pickle_is_read_without_running_code(tmp_path):
+    from perturb_assets.core.io import read_gene2go
+
+    good, bad = tmp_path / "good.pkl", tmp_path / "bad.pkl"
+    good.write_bytes(pickle.dumps({"A": {"GO:1"}, "B": ["GO:2"], "C": set()}))
+    assert read_gene2go(good) == {"A": {"GO:1"}, "B": {"GO:2"}}
+    bad.write_bytes(pickle.dumps({"A": pd.Series([1])}))
+    with pytest.raises(DatasetError, match="not allowed"):
+        read_gene2go(bad)
+
+
+def test_gears_presets_follow_the_paper_per_dataset():
+    paper = gears_model.GearsSettings().resolved("adamson", scfoundation=True)
+    assert (paper.hidden_size, paper.epochs, paper.batch_size, paper.lr) == (512, 10, 32, 5e-4)
+    assert paper.selection_metric == "val_pearson_delta" and paper.preset == "paper_scfoundation"
+    k562 = gears_model.GearsSettings(lr=0.1).resolved("k562_like", scfoundation=True)
+    assert (k562.batch_size, k562.accumulation_steps, k562.lr) == (16, 2, 0.1)
+    plain = gears_model.GearsSettings().resolved("norman")
+    assert (plain.hidden_size, plain.epochs, plain.lr, plain.selection_metric) == (
+        64, 20, 1e-3, "val_mse_de"
+    )  # fmt: skip
+    assert gears_model.GearsSettings().resolved("synthetic", True).hidden_size == 16
+
+
+def _no_network(monkeypatch):
+    import requests
+
+    monkeypatch.setattr(requests, "get", _no_download)
+    monkeypatch.setattr(requests.Session, "request", _no_download)
 
 
 def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatch):
-    import requests
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"GEARS tried to download {args[:1]}")
-
-    monkeypatch.setattr(requests, "get", no_network)
-    monkeypatch.setattr(requests.Session, "request", no_network)
+    _no_network(monkeypatch)
     sim, adata, split, _ = data
     settings = gears_model.GearsSettings(epochs=1, hidden_size=8)
     result = gears_model.train_gears(adata, split, sim.annotations, settings, device="cpu")
@@ -254,6 +322,42 @@ def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatc
     assert set(result.predictions.index) == test
     assert np.isfinite(result.predictions.to_numpy()).all()
     assert list(result.history["epoch"]) == [1] and "val_mse_de" in result.history
+    assert result.report["selection_metric"] == "val_mse_de" and result.best_epoch == 1
+    assert result.report["n_conditions_without_go"] == 0
+
+
+def test_gears_neither_trains_on_nor_predicts_conditions_outside_the_go_graph(data, monkeypatch):
+    """As cell-gears' ``filter_pert_in_go``: no made-up GO term for an unannotated target."""
+    _no_network(monkeypatch)
+    sim, adata, split, _ = data
+    single_test = [c for c in split.index[split["split"] == "test"] if "ctrl" in c]
+    gone = {g for c in single_test[:2] for g in c.split("+") if g != "ctrl"}
+    annotations = sim.annotations.drop(index=[g for g in gone if g in sim.annotations.index])
+    settings = gears_model.GearsSettings(epochs=1, hidden_size=8)
+    result = gears_model.train_gears(adata, split, annotations, settings, device="cpu")
+    dropped = result.report["conditions_without_go"].split(", ")
+    assert set(single_test[:2]) <= set(dropped)
+    assert all(any(g in gone for g in c.split("+")) for c in dropped)
+    assert not set(dropped) & set(result.predictions.index)
+    expected = set(split.index[split["split"] == "test"]) - set(dropped)
+    assert set(result.predictions.index) == expected
+    assert result.report["n_test_conditions_without_go"] == len(
+        set(dropped) & set(split.index[split["split"] == "test"])
+    )
+
+
+def test_gears_keeps_the_epoch_of_best_validation_pearson_delta(data, monkeypatch):
+    _no_network(monkeypatch)
+    sim, adata, split, _ = data
+    settings = gears_model.GearsSettings(
+        epochs=3, hidden_size=8, batch_size=16, accumulation_steps=2,
+        selection_metric="val_pearson_delta",
+    )  # fmt: skip
+    result = gears_model.train_gears(adata, split, sim.annotations, settings, device="cpu")
+    history = result.history.set_index("epoch")["val_pearson_delta"]
+    assert list(history.index) == [1, 2, 3]
+    assert result.best_epoch == int(history.idxmax()) and result.best_score == history.max()
+    assert result.report["settings"]["accumulation_steps"] == 2
 
 
 def test_scfoundation_variant_freezes_the_projected_embedding_table(data):

@@ -9,12 +9,15 @@
 from perturb_assets.core.io.annotations import (
     ANNOTATION_FILES,
     ANNOTATIONS_SUBDIR,
+    GENE2GO_FILE,
     AnnotationDownloadError,
     go_annotations_from_decoupler,
     long_to_binary,
     read_gaf,
+    read_gene2go,
     read_gmt,
     user_annotation_file,
+    user_gene2go_file,
 )
 from perturb_assets.core.io.archives import (
     extract_gears_archive,
@@ -88,6 +91,7 @@ __all__ = [
     "EMBEDDINGS_SUBDIR",
     "EMBEDDING_SUFFIXES",
     "Format",
+    "GENE2GO_FILE",
     "NotStoredError",
     "POINTER",
     "PRUNE_AFTER_S",
@@ -118,6 +122,7 @@ __all__ = [
     "manifest",
     "pid_alive",
     "read_embedding",
+    "read_gene2go",
     "read_gaf",
     "read_gmt",
     "sha256_bytes",
@@ -125,5 +130,6 @@ __all__ = [
     "sha256_files",
     "update_from_file",
     "user_annotation_file",
+    "user_gene2go_file",
     "user_embedding_file",
 ]

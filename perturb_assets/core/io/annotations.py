@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import pickle
 import re
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,11 @@ from perturb_assets.core.errors import DatasetError
 __all__ = [
     "ANNOTATIONS_SUBDIR",
     "ANNOTATION_FILES",
+    "GENE2GO_FILE",
     "AnnotationDownloadError",
     "go_annotations_from_decoupler",
+    "read_gene2go",
+    "user_gene2go_file",
     "long_to_binary",
     "read_gaf",
     "read_gmt",
@@ -351,3 +355,44 @@ def user_annotation_file(data_root: str | os.PathLike[str]) -> Path | None:
     """The user's GO file: the first of :data:`ANNOTATION_FILES` in ``<root>/annotations/``."""
     folder = Path(data_root) / ANNOTATIONS_SUBDIR
     return next((folder / n for n in ANNOTATION_FILES if (folder / n).is_file()), None)
+
+
+#: GEARS' own gene -> GO-terms pickle (``gene2go_all.pkl``), optional, beside the GO file.
+GENE2GO_FILE = "gene2go_all.pkl"
+
+
+def user_gene2go_file(data_root: str | os.PathLike[str]) -> Path | None:
+    """``<root>/annotations/gene2go_all.pkl`` when the user put GEARS' file there."""
+    path = Path(data_root) / ANNOTATIONS_SUBDIR / GENE2GO_FILE
+    return path if path.is_file() else None
+
+
+class _Gene2GoUnpickler(pickle.Unpickler):
+    """Only what a gene -> set-of-terms dict needs: a pickle cannot run code through it."""
+
+    _ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in {GENE2GO_FILE}")
+
+
+def read_gene2go(path: str | os.PathLike[str]) -> dict[str, set[str]]:
+    """GEARS' ``gene2go_all.pkl``: gene symbol -> set of GO terms.
+
+    Raises
+    ------
+    DatasetError
+        If the file is not a pickled dict of gene symbol -> collection of term strings.
+    """
+    try:
+        with open(path, "rb") as handle:
+            value = _Gene2GoUnpickler(handle).load()
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise DatasetError(path, "file", f"not a readable {GENE2GO_FILE}: {exc}") from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(g, str) and isinstance(t, set | frozenset | list) for g, t in value.items()
+    ):
+        raise DatasetError(path, "gene2go", "expected a dict of gene symbol -> set of GO terms")
+    return {g: {str(t) for t in terms} for g, terms in value.items() if len(terms)}

@@ -51,8 +51,10 @@ ScGPTConfig = settings_config(
 GearsConfig = settings_config(
     GearsSettings,
     "GearsConfig",
-    "GEARS training (core: GearsSettings); defaults are cell-gears'. ``device: auto`` as for "
-    "scGPT.",
+    "GEARS training (core: GearsSettings). A field left empty takes the preset's value: "
+    "``preset: auto`` gives plain GEARS cell-gears' defaults and GEARS + scFoundation the "
+    "paper's settings for the dataset (tiny ones for ``synthetic``); see "
+    "docs/guide/foundation-models.md. ``device: auto`` as for scGPT.",
 )
 
 
@@ -105,7 +107,9 @@ def scgpt_gene_embeddings(
     )
 
 
-def _inputs(data_sources: DataSources, files: RawFiles, loaded: dict) -> FoundationInputs:
+def _inputs(
+    data_sources: DataSources, files: RawFiles, loaded: dict, dataset: str
+) -> FoundationInputs:
     pseudobulk = loaded.get("pseudobulk")
     return FoundationInputs(
         expression=loaded["expression"],
@@ -114,6 +118,7 @@ def _inputs(data_sources: DataSources, files: RawFiles, loaded: dict) -> Foundat
         annotations=loaded.get("go_annotations"),
         data_root=data_sources.root,
         companion_dir=files.companion_dir,
+        dataset=dataset,
     )
 
 
@@ -200,7 +205,7 @@ def _foundation_asset(predictor: registry.Predictor) -> dg.AssetsDefinition:
         try:
             with raw_files(raw_dataset, data_sources) as files:
                 run = spec.runner(
-                    _inputs(data_sources, files, loaded),
+                    _inputs(data_sources, files, loaded, context.partition_key),
                     config.settings(),
                     config.device,
                     context.log.info,

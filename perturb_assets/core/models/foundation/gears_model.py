@@ -1,31 +1,26 @@
 """GEARS (cell-gears 0.1.2) trained on a dataset partition, offline, and its scFoundation variant.
 
-cell-gears downloads three GO files on first use (``gene2go_all.pkl``,
-``essential_all_data_pert_genes.pkl``, ``go_essential_all/go_essential_all.csv``) and skips a
-download when the file is already where it looks. :func:`write_go_files` builds equivalent
-files from the platform's GO annotation matrix, so GEARS never touches the network:
+The GO graph and cell-gears' three GO files come from :mod:`.gears_go` (GEARS' own
+``gene2go_all.pkl`` when the user supplies it, else the ``go_annotations`` matrix), so GEARS
+never touches the network. As cell-gears' ``filter_pert_in_go``, a condition with a target
+outside the graph is neither trained on nor predicted; the report lists them
+(``conditions_without_go``) and ``metrics`` scores GEARS on the conditions it predicts.
 
-* ``gene2go_all.pkl``: gene symbol -> set of terms. A perturbed gene without any annotation
-  gets a term of its own, so GEARS keeps its conditions (cell-gears silently drops conditions
-  whose genes are not in its GO gene list) and it has only a self-loop in the GO graph.
-* ``essential_all_data_pert_genes.pkl``: the measured genes plus the perturbed genes, the
-  gene list cell-gears itself uses with ``default_pert_graph=False``.
-* ``go_essential_all.csv``: ``source,target,importance`` with the Jaccard similarity of two
-  genes' term sets where it exceeds 0.1 (self-loops included), as cell-gears' ``make_GO``.
-
-The run then follows cell-gears' own pipeline: ``PertData.new_data_process`` (its DE genes
-and cell graphs, each perturbed cell paired with a random control cell), our split as a
-``custom`` split (identical to GEARS' simulation split, :mod:`perturb_assets.core.gears.split`),
-``GEARS.train`` (Adam, StepLR 0.5 per epoch, the epoch with the lowest validation top-20-DE
-MSE is kept), and predictions of every test cell averaged per condition.
+The run follows cell-gears' own pipeline: ``PertData.new_data_process`` (its DE genes and cell
+graphs, each perturbed cell paired with a random control cell), our split as a ``custom``
+split (identical to GEARS' simulation split, :mod:`perturb_assets.core.gears.split`), Adam with
+StepLR 0.5 per epoch, and predictions of every test cell averaged per condition. The epoch kept
+is chosen by :class:`GearsSettings` ``selection_metric``: ``val_mse_de`` is cell-gears' own
+``GEARS.train`` (lowest validation top-20-DE MSE); ``val_pearson_delta`` (the paper's
+scFoundation fork) and gradient accumulation run :func:`.gears_training.train_epochs`, the same
+epoch loop with that selection (cell-gears' ``train`` cannot select by another metric).
 
 **GEARS + scFoundation embeddings (an approximation).** The paper's scFoundation numbers come
 from a GEARS fork whose gene embedding layer is replaced by the frozen scFoundation model's
 per-cell contextual gene embeddings. scFoundation's model code is not packaged, so
-:class:`GearsSettings` ``gene_embeddings`` replaces GEARS' learned ``gene_emb`` table by a
-frozen table built from scFoundation *gene embeddings* (a file), projected to the hidden size
-by PCA: the context-averaged version of the same idea. It is labelled as this approximation
-everywhere it appears.
+``gene_embeddings`` replaces GEARS' learned ``gene_emb`` table by a frozen table built from
+scFoundation *gene embeddings* (a file), projected to the hidden size by PCA: the
+context-averaged version of the same idea. It is labelled as this approximation everywhere.
 """
 
 from __future__ import annotations
@@ -37,9 +32,9 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,70 +44,98 @@ from anndata import AnnData
 from perturb_assets.core.gears.format import CONTROL, target_genes
 from perturb_assets.core.gears.split import SPLITS
 from perturb_assets.core.models.foundation.base import TrainedModel, resolve_device
+from perturb_assets.core.models.foundation.gears_go import (
+    conditions_without_go,
+    gene2go_from_annotations,
+    write_go_files,
+)
 from perturb_assets.core.settings import check_settings, setting
 
-__all__ = ["GearsSettings", "project_embeddings", "train_gears", "write_go_files"]
+__all__ = [
+    "GEARS_PRESETS",
+    "GearsSettings",
+    "gears_preset",
+    "project_embeddings",
+    "train_gears",
+    "write_go_files",
+]
 
-GO_FOLDER = "go_essential_all"
-JACCARD_THRESHOLD = 0.1
 DATASET_NAME = "dataset"
-#: What cell-gears' ``train`` keeps.
-SELECTION_METRIC = "val_mse_de"
+GearsPreset = Literal["auto", "cell_gears", "paper_scfoundation", "tiny"]
+SelectionMetric = Literal["auto", "val_mse_de", "val_pearson_delta"]
+
+_CELL_GEARS = {"epochs": 20, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3,
+               "weight_decay": 5e-4, "hidden_size": 64, "selection_metric": "val_mse_de"}  # fmt: skip
+# scFoundation/GEARS train_*.py of turbine-ai/PerturbSeqPredBenchmark (Norman's values where
+# a dataset has no script of its own); weight decay is its train()'s default, as cell-gears'.
+_PAPER = _CELL_GEARS | {"epochs": 10, "lr": 0.01, "hidden_size": 512,
+                        "selection_metric": "val_pearson_delta"}  # fmt: skip
+_REPLOGLE = {"batch_size": 16, "accumulation_steps": 2}
+#: The paper's scFoundation + GEARS settings per paper dataset.
+PAPER_SCFOUNDATION = {
+    "adamson": _PAPER | {"lr": 5e-4},
+    "norman": _PAPER,
+    "replogle_k562_essential": _PAPER | _REPLOGLE,
+    "replogle_rpe1_essential": _PAPER | _REPLOGLE,
+}
+#: A simulated preset follows the dataset it imitates.
+_LIKE = {"adamson_like": "adamson", "norman_like": "norman",
+         "k562_like": "replogle_k562_essential", "rpe1_like": "replogle_rpe1_essential"}  # fmt: skip
+#: ``synthetic`` (the CPU test dataset): small and fast; keeps the variant's selection.
+_TINY = {"epochs": 2, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3,
+         "weight_decay": 5e-4, "hidden_size": 16}  # fmt: skip
+TINY_DATASETS = ("synthetic",)
+GEARS_PRESETS = ("cell_gears", "paper_scfoundation", "tiny")
 
 
 @dataclass(frozen=True)
 class GearsSettings:
-    """cell-gears' defaults (``model_initialize``, ``train``, ``get_dataloader``)."""
+    """GEARS training; a field left ``None`` (``auto``) takes its value from the preset.
 
-    epochs: int = setting(20, ge=1, doc="training epochs")
-    batch_size: int = setting(32, ge=1, doc="perturbed cells per step")
-    lr: float = setting(1e-3, gt=0, doc="Adam learning rate")
-    weight_decay: float = setting(5e-4, ge=0, doc="Adam weight decay")
-    hidden_size: int = setting(64, ge=1, doc="width of GEARS' embeddings and GNN layers")
+    ``preset="auto"``: plain GEARS gets cell-gears' defaults (``model_initialize``, ``train``,
+    ``get_dataloader``), GEARS + scFoundation the paper's settings for the dataset
+    (:func:`gears_preset`), and ``synthetic`` tiny ones.
+    """
+
+    preset: GearsPreset = setting("auto", doc="auto, cell_gears, paper_scfoundation or tiny")
+    epochs: int | None = setting(None, ge=1, doc="training epochs")
+    batch_size: int | None = setting(None, ge=1, doc="perturbed cells per step")
+    accumulation_steps: int | None = setting(
+        None, ge=1, doc="batches per optimiser step (gradients summed, as the paper's fork)"
+    )
+    lr: float | None = setting(None, gt=0, doc="Adam learning rate")
+    weight_decay: float | None = setting(None, ge=0, doc="Adam weight decay")
+    hidden_size: int | None = setting(None, ge=1, doc="width of GEARS' embeddings and GNN layers")
+    selection_metric: SelectionMetric = setting(
+        "auto", doc="the kept epoch: lowest val top-20-DE MSE or highest val Pearson Delta"
+    )
     seed: int = setting(1, doc="seed of the weights and the batches")
 
     def __post_init__(self) -> None:
         check_settings(self)
 
-
-def write_go_files(
-    root: str | Path, annotations: pd.DataFrame, measured: list[str], perturbed: list[str]
-) -> dict[str, int]:
-    """Write cell-gears' three GO files under ``root`` from a binary gene × term matrix."""
-    root = Path(root)
-    (root / GO_FOLDER).mkdir(parents=True, exist_ok=True)
-    matrix = sp.csr_matrix(annotations.to_numpy(dtype=np.float32) != 0, dtype=np.float32)
-    symbols = annotations.index.astype(str).to_numpy()
-    terms = annotations.columns.astype(str).to_numpy()
-    gene2go = {g: set(terms[matrix[i].indices]) for i, g in enumerate(symbols) if matrix[i].nnz}
-    unannotated = [g for g in perturbed if g not in gene2go]
-    for gene in unannotated:
-        gene2go[gene] = {f"unannotated:{gene}"}
-    essential = sorted(set(measured) | set(perturbed))
-    pert_names = np.array(sorted(g for g in essential if g in gene2go))
-    edges = _jaccard_edges(pert_names, gene2go)
-    with open(root / "gene2go_all.pkl", "wb") as handle:
-        pickle.dump(gene2go, handle)
-    with open(root / "essential_all_data_pert_genes.pkl", "wb") as handle:
-        pickle.dump(essential, handle)
-    edges.to_csv(root / GO_FOLDER / f"{GO_FOLDER}.csv", index=False)
-    return {"n_go_genes": len(pert_names), "n_go_edges": len(edges),
-            "n_unannotated_targets": len(unannotated)}  # fmt: skip
+    def resolved(self, dataset: str = "", scfoundation: bool = False) -> GearsSettings:
+        """Every ``None``/``auto`` field filled from the preset; also records which one."""
+        preset, values = gears_preset(dataset, scfoundation, self.preset)
+        chosen = {k: v for k, v in asdict(self).items() if v is not None and v != "auto"}
+        return replace(GearsSettings(**(values | chosen)), preset=preset)
 
 
-def _jaccard_edges(genes: np.ndarray, gene2go: dict[str, set[str]]) -> pd.DataFrame:
-    """Gene pairs whose term sets overlap with Jaccard > 0.1, both directions, self-loops."""
-    terms = sorted({t for g in genes for t in gene2go[g]})
-    column = {t: j for j, t in enumerate(terms)}
-    rows = [(i, column[t]) for i, g in enumerate(genes) for t in gene2go[g]]
-    r, c = np.array(rows, dtype=np.int64).T if rows else (np.zeros(0, int), np.zeros(0, int))
-    b = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(genes), len(terms)))
-    shared = (b @ b.T).tocoo()
-    sizes = np.asarray(b.sum(axis=1)).ravel()
-    jaccard = shared.data / (sizes[shared.row] + sizes[shared.col] - shared.data)
-    keep = jaccard > JACCARD_THRESHOLD
-    return pd.DataFrame({"source": genes[shared.row[keep]], "target": genes[shared.col[keep]],
-                         "importance": jaccard[keep]})  # fmt: skip
+def gears_preset(
+    dataset: str, scfoundation: bool, preset: str = "auto"
+) -> tuple[str, dict[str, Any]]:
+    """The preset's name and values for ``dataset`` (see :class:`GearsSettings`)."""
+    if preset == "auto":
+        if dataset in TINY_DATASETS:
+            preset = "tiny"
+        else:
+            preset = "paper_scfoundation" if scfoundation else "cell_gears"
+    if preset == "cell_gears":
+        return preset, dict(_CELL_GEARS)
+    if preset == "tiny":
+        metric = "val_pearson_delta" if scfoundation else "val_mse_de"
+        return preset, _TINY | {"selection_metric": metric}
+    return preset, dict(PAPER_SCFOUNDATION.get(_LIKE.get(dataset, dataset), _PAPER))
 
 
 def project_embeddings(table: pd.DataFrame, genes: list[str], width: int) -> tuple[np.ndarray, int]:
@@ -193,13 +216,14 @@ def _seed(seed: int) -> None:
 def train_gears(
     adata: AnnData,
     split: pd.DataFrame,
-    annotations: pd.DataFrame,
+    gene2go: dict[str, set[str]] | pd.DataFrame,
     settings: GearsSettings = GearsSettings(),
     gene_embeddings: pd.DataFrame | None = None,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    dataset: str = "",
 ) -> TrainedModel:
-    """Train GEARS on the training conditions and predict every test condition.
+    """Train GEARS on the training conditions and predict the test conditions it can.
 
     Parameters
     ----------
@@ -207,10 +231,11 @@ def train_gears(
         Log-normalised cells (``obs`` condition and cell_type, ``var['gene_name']``).
     split
         The condition split (``split`` column).
-    annotations
-        Binary gene × GO-term matrix (the ``go_annotations`` asset).
+    gene2go
+        Gene symbol -> GO terms (GEARS' ``gene2go_all.pkl``), or a binary gene × GO-term
+        matrix (the ``go_annotations`` asset) it is derived from.
     settings
-        Training settings (cell-gears' defaults).
+        Training settings; ``None`` fields come from the preset for ``dataset``.
     gene_embeddings
         A gene-embedding table (gene symbol × dims): GEARS' gene embedding layer becomes this
         table, PCA-projected to ``hidden_size`` and frozen (the scFoundation approximation).
@@ -218,38 +243,73 @@ def train_gears(
         ``"auto"`` (CUDA when present, else the CPU with a warning), ``"cuda"`` or ``"cpu"``.
     log
         Called with each epoch's line and with warnings.
+    dataset
+        The dataset's name: chooses the preset (:func:`gears_preset`).
     """
     log = log or (lambda message: None)
+    settings = settings.resolved(dataset, scfoundation=gene_embeddings is not None)
+    if isinstance(gene2go, pd.DataFrame):
+        gene2go = gene2go_from_annotations(gene2go)
     torch_device, warning = resolve_device(device)
     if warning:
         log(f"WARNING: {warning}")
+    adata, split, dropped = _drop_conditions_without_go(adata, split, gene2go, log)
     _seed(settings.seed)
     with tempfile.TemporaryDirectory(prefix="gears_") as workdir:
         epoch_log = _EpochLog(log)
         with _quiet_gears(epoch_log):
-            model, report = _fit(adata, split, annotations, settings, gene_embeddings,
+            model, report = _fit(adata, split, gene2go, settings, gene_embeddings,
                                  str(torch_device), Path(workdir))  # fmt: skip
+            fit = _train(model, settings, adata, log)
             predictions = _predict_test(model, adata.var_names, str(torch_device))
     state = {k: v.detach().cpu().clone() for k, v in model.best_model.state_dict().items()}
-    history = pd.DataFrame(epoch_log.rows)
-    report |= {"selection_metric": SELECTION_METRIC, "settings": asdict(settings)}
-    return TrainedModel(predictions, history, state, str(torch_device), report)
+    history = fit.history if fit.history is not None else pd.DataFrame(epoch_log.rows)
+    best_epoch, best_score = fit.best or _best_of(history, settings.selection_metric)
+    report |= dropped | {"selection_metric": settings.selection_metric, "preset": settings.preset,
+                         "best_epoch": best_epoch, "best_score": best_score,
+                         "train_seconds": fit.seconds, "settings": asdict(settings)}  # fmt: skip
+    return TrainedModel(predictions, history, state, str(torch_device), report,
+                        best_epoch=best_epoch, best_score=best_score)  # fmt: skip
+
+
+def _drop_conditions_without_go(
+    adata: AnnData, split: pd.DataFrame, gene2go: dict[str, set[str]], log: Callable[[str], None]
+) -> tuple[AnnData, pd.DataFrame, dict[str, Any]]:
+    """cell-gears' ``filter_pert_in_go`` before ``new_data_process`` (whose cell graphs need
+    every target in the graph): those conditions' cells and split rows go."""
+    essential = set(adata.var["gene_name"].astype(str)) | set(
+        target_genes(adata.obs["condition"].astype(str).unique())
+    )
+    graph = [g for g in essential if g in gene2go]
+    missing = conditions_without_go(adata.obs["condition"].astype(str).unique(), graph)
+    test = set(split.index[split["split"] == "test"])
+    missing_test = [c for c in missing if c in test]
+    if missing:
+        log(f"GEARS: {len(missing)} condition(s) have a target outside the GO graph and are "
+            f"neither trained on nor predicted ({len(missing_test)} test): "
+            f"{', '.join(missing[:20])}")  # fmt: skip
+    keep = ~adata.obs["condition"].astype(str).isin(missing).to_numpy()
+    report = {"n_conditions_without_go": len(missing),
+              "n_test_conditions_without_go": len(missing_test),
+              "conditions_without_go": ", ".join(missing) or "none"}  # fmt: skip
+    return adata[keep].copy(), split.drop(index=missing, errors="ignore"), report
 
 
 def _fit(
     adata: AnnData,
     split: pd.DataFrame,
-    annotations: pd.DataFrame,
+    gene2go: dict[str, set[str]],
     settings: GearsSettings,
     gene_embeddings: pd.DataFrame | None,
     device: str,
     root: Path,
 ) -> tuple[Any, dict[str, Any]]:
+    """cell-gears' data processing, split, data loaders and model, ready to train."""
     from perturb_assets.core.models.foundation.compat import gears_classes
 
     pert_data_class, gears_class = gears_classes()
     conditions = adata.obs["condition"].astype(str).unique()
-    report = write_go_files(root, annotations, list(adata.var["gene_name"].astype(str)),
+    report = write_go_files(root, gene2go, list(adata.var["gene_name"].astype(str)),
                             target_genes(conditions))  # fmt: skip
     pert_data = pert_data_class(str(root))
     pert_data.new_data_process(dataset_name=DATASET_NAME, adata=_gears_adata(adata))
@@ -264,9 +324,27 @@ def _fit(
     model.model_initialize(hidden_size=settings.hidden_size)
     if gene_embeddings is not None:
         report |= _freeze_gene_embeddings(model, gene_embeddings, settings.hidden_size)
+    return model, report
+
+
+def _train(model: Any, settings: GearsSettings, adata: AnnData, log: Callable[[str], None]):
+    """cell-gears' own ``train`` where it does what the settings ask, else our epoch loop."""
+    from perturb_assets.core.models.foundation.gears_training import EpochLoopResult, train_epochs
+
     start = time.perf_counter()
-    model.train(epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay)
-    return model, report | {"train_seconds": time.perf_counter() - start}
+    if settings.selection_metric == "val_mse_de" and settings.accumulation_steps == 1:
+        model.train(epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay)
+        return EpochLoopResult(None, None, time.perf_counter() - start)
+    result = train_epochs(model, settings, log)
+    return replace(result, seconds=time.perf_counter() - start)
+
+
+def _best_of(history: pd.DataFrame, metric: str) -> tuple[int | None, float | None]:
+    """The epoch cell-gears kept: the first with the lowest validation top-20-DE MSE."""
+    if history.empty or metric not in history:
+        return None, None
+    row = history.loc[history[metric].idxmin()]
+    return int(row["epoch"]), float(row[metric])
 
 
 def _freeze_gene_embeddings(model: Any, table: pd.DataFrame, width: int) -> dict[str, int]:

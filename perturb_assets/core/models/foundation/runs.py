@@ -7,7 +7,9 @@ condition, the per-epoch history and the best weights. Where its files come from
 * scGPT: the checkpoint at ``<data root>/checkpoints/scgpt_human/`` (official layout), or the
   simulator's tiny stand-in for ``synthetic``;
 * GEARS + scFoundation embeddings: the scFoundation gene-embedding file
-  (``<data root>/embeddings/scfoundation.*``), or the simulator's stand-in.
+  (``<data root>/embeddings/scfoundation.*``), or the simulator's stand-in;
+* both GEARS models: GEARS' own ``gene2go_all.pkl`` at ``<data root>/annotations/`` when the
+  user put it there, else the ``go_annotations`` matrix (:mod:`.gears_go`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class FoundationInputs:
     companion_dir
         A simulated dataset's companion folder (its stand-in checkpoint and embeddings), else
         ``None``.
+    dataset
+        The dataset's name (chooses per-dataset defaults, e.g. GEARS' presets).
     """
 
     expression: AnnData
@@ -68,6 +72,7 @@ class FoundationInputs:
     annotations: pd.DataFrame | None = None
     data_root: Path = Path("data")
     companion_dir: Path | None = None
+    dataset: str = ""
 
 
 Log = Callable[[str], None]
@@ -101,14 +106,26 @@ def run_scgpt(inputs: FoundationInputs, settings: Any, device: str, log: Log) ->
                          report)  # fmt: skip
 
 
-def run_gears(inputs: FoundationInputs, settings: Any, device: str, log: Log) -> TrainedModel:
-    """Train GEARS through cell-gears, with GO files built from the annotation matrix."""
-    from perturb_assets.core.models.foundation.gears_model import train_gears
+def _gene2go(inputs: FoundationInputs, log: Log) -> tuple[Any, dict[str, str]]:
+    """GEARS' own ``gene2go_all.pkl`` when the user supplied it, else the annotation matrix."""
+    from perturb_assets.core.io.annotations import read_gene2go, user_gene2go_file
 
-    result = train_gears(inputs.expression, inputs.split, inputs.annotations, settings,
-                         device=device, log=log)  # fmt: skip
-    return TrainedModel(result.predictions, result.history, result.state_dict, result.device,
-                         result.report)  # fmt: skip
+    path = user_gene2go_file(inputs.data_root)
+    if path is None:
+        return inputs.annotations, {"go_source": "go_annotations"}
+    log(f"GEARS: GO graph from {path}")
+    return read_gene2go(path), {"go_source": str(path)}
+
+
+def run_gears(inputs: FoundationInputs, settings: Any, device: str, log: Log) -> TrainedModel:
+    """Train GEARS through cell-gears, its GO graph built offline (:mod:`.gears_go`)."""
+    from perturb_assets.core.models.foundation.gears_model import GearsSettings, train_gears
+
+    gene2go, source = _gene2go(inputs, log)
+    result = train_gears(inputs.expression, inputs.split, gene2go, settings or GearsSettings(),
+                         device=device, log=log, dataset=inputs.dataset)  # fmt: skip
+    result.report |= source
+    return result
 
 
 def run_gears_with_embeddings(
@@ -116,7 +133,7 @@ def run_gears_with_embeddings(
 ) -> TrainedModel:
     """GEARS whose gene embedding layer is a frozen gene-embedding table: with scFoundation's,
     the approximation of the paper's scFoundation + GEARS (see ``gears_model``)."""
-    from perturb_assets.core.models.foundation.gears_model import train_gears
+    from perturb_assets.core.models.foundation.gears_model import GearsSettings, train_gears
 
     path = embedding_file(embedding, inputs.data_root, inputs.companion_dir)
     if path is None:
@@ -125,11 +142,12 @@ def run_gears_with_embeddings(
             f"no {embedding} gene-embedding file: put it at {folder}/{embedding}.(parquet|csv)"
         )
     table = read_embedding(path, trusted_root=inputs.data_root)
-    result = train_gears(inputs.expression, inputs.split, inputs.annotations, settings,
-                         gene_embeddings=table, device=device, log=log)  # fmt: skip
-    report = result.report | {"embedding_file": str(path)}
-    return TrainedModel(result.predictions, result.history, result.state_dict, result.device,
-                         report)  # fmt: skip
+    gene2go, source = _gene2go(inputs, log)
+    result = train_gears(inputs.expression, inputs.split, gene2go, settings or GearsSettings(),
+                         gene_embeddings=table, device=device, log=log,
+                         dataset=inputs.dataset)  # fmt: skip
+    result.report |= source | {"embedding_file": str(path)}
+    return result
 
 
 def save_weights(state_dict: dict[str, Any], path: str | Path) -> str:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import pickle
 
 import anndata as ad
 import dagster as dg
@@ -236,3 +237,99 @@ def test_predictions_for_an_unknown_dataset_fail_the_observation_naming_it(tmp_p
     assert not result.success
     message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert "normann" in message.to_string() and "no dataset named" in message.to_string()
+
+
+# --- coverage: GEARS' conditions, partial prediction files ------------------------------------
+
+
+def _materialise(defs, instance, keys, run_config=None) -> None:
+    selection = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(k) for k in keys}
+    )
+    result = selection.execute_in_process(
+        partition_key="synthetic", instance=instance, run_config=run_config
+    )
+    assert result.success
+
+
+def _latest_metadata(instance, key: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_every_model_is_also_scored_on_the_conditions_gears_covers(trained):
+    root, *_ = trained
+    table = VersionedStore(root).read("assets", "metrics", "synthetic")
+    rows = table[(table["metric"] == "pearson_delta") & (table["de_method"] == "none")]
+    covered = rows[rows["subgroup"] == "gears_covered"].set_index(["model", "features"])
+    everyone = rows[rows["subgroup"] == "all"].set_index(["model", "features", "protocol"])
+    assert ("train_mean", "none") in covered.index and ("gears", "go_graph") in covered.index
+    assert len(covered) == len(everyone)  # every model, the noise ceiling too
+    gears_n = everyone.xs("gears", level="model")["n_conditions"].iloc[0]
+    assert (covered["n_conditions"] == gears_n).all()
+
+
+def test_a_go_file_without_some_test_targets_leaves_them_unpredicted_and_says_so(trained):
+    """GEARS' own gene2go_all.pkl at data/annotations/ lacking two test targets: GEARS (the
+    smallest config) neither predicts them nor is scored on them; every model has a
+    ``gears_covered`` row without them."""
+    from perturb_assets.core.models.foundation import gene2go_from_annotations
+
+    root, defs, instance, _ = trained
+    store = VersionedStore(root)
+    split = store.read("assets", "perturbation_split", "synthetic")
+    test = list(split.index[split["split"] == "test"])
+    singles = [c for c in test if "ctrl" in c][:2]
+    gone = {g for c in singles for g in c.split("+") if g != "ctrl"}
+    gene2go = gene2go_from_annotations(store.read("assets", "go_annotations", "synthetic"))
+    (root / "annotations").mkdir(exist_ok=True)
+    path = root / "annotations" / "gene2go_all.pkl"
+    path.write_bytes(pickle.dumps({g: t for g, t in gene2go.items() if g not in gone}))
+    try:
+        config = {"ops": {"train_gears": {"config": {"epochs": 1, "hidden_size": 4}}}}
+        _materialise(defs, instance, ["gears_predictions", "gears_weights"], config)
+    finally:
+        path.unlink()
+    _materialise(defs, instance, ["metrics", "metrics_per_condition"])
+    predicted = set(store.read("assets", "gears_predictions", "synthetic").obs_names)
+    dropped = {c for c in test if any(g in gone for g in c.split("+"))}
+    assert set(singles) <= dropped and predicted == set(test) - dropped
+    meta = _latest_metadata(instance, "gears_predictions")
+    assert meta["n_test_conditions_without_go"] == len(dropped)
+    assert set(singles) <= set(meta["conditions_without_go"].split(", "))
+    assert meta["go_source"] == str(path)
+    table = store.read("assets", "metrics", "synthetic")
+    rows = table[(table["metric"] == "pearson_delta") & (table["de_method"] == "none")]
+    n = rows.groupby(["model", "subgroup"])["n_conditions"].unique()  # one per protocol
+    assert list(n[("gears", "all")]) == [len(test) - len(dropped)]
+    assert list(n[("train_mean", "gears_covered")]) == [len(test) - len(dropped)]
+    assert list(n[("train_mean", "all")]) == [len(test)]
+    coverage = _latest_metadata(instance, "metrics")["prediction_coverage"]
+    assert "gears" in coverage and str(len(dropped)) in coverage
+
+
+def test_a_partial_predictions_file_is_scored_on_what_it_covers_and_the_gap_is_named(trained):
+    root, defs, instance, _ = trained
+    profiles, truth = _truth(root)
+    folder = root / "predictions" / "synthetic"
+    folder.mkdir(parents=True, exist_ok=True)
+    truth.iloc[3:].to_parquet(folder / "partial.parquet")
+    try:
+        _materialise(defs, instance, ["user_predictions", "metrics", "metrics_per_condition"])
+    finally:
+        (folder / "partial.parquet").unlink()
+    rows = _metrics(root).set_index("model")
+    assert rows.loc["partial", "n_conditions"] == len(truth) - 3
+    assert rows.loc["partial", "value"] == pytest.approx(1.0)
+    meta = _latest_metadata(instance, "metrics")
+    table = [
+        [c.strip() for c in r.split("|")[1:-1]] for r in meta["prediction_coverage"].splitlines()
+    ]
+    row = dict(zip(table[0], next(r for r in table if r[0] == "partial"), strict=True))
+    assert (row["n_test"], row["n_scored"], row["n_missing"]) == (
+        str(len(truth)),
+        str(len(truth) - 3),
+        "3",
+    )
+    assert set(row["missing"].split(", ")) == set(truth.index[:3])
+    assert meta["n_models_with_missing_conditions"] >= 1

@@ -230,7 +230,9 @@ def test_go_files_hold_jaccard_edges_and_no_made_up_terms(tmp_path):
         index=["A", "B", "C", "D"], columns=["t1", "t2", "t3"],
     )  # fmt: skip
     gene2go = gears_go.gene2go_from_annotations(annotations)
-    report = gears_go.write_go_files(tmp_path, gene2go, measured=["A", "B", "C"], perturbed=["D", "E"])
+    report = gears_go.write_go_files(
+        tmp_path, gene2go, measured=["A", "B", "C"], perturbed=["D", "E"]
+    )
     assert report["n_go_genes"] == 4  # E has no term: not in the graph
     edges = pd.read_csv(tmp_path / "go_essential_all" / "go_essential_all.csv")
     weight = {(s, t): w for s, t, w in edges.itertuples(index=False)}

@@ -2,7 +2,8 @@
 
 - ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
   values beside ours;
-- ``ceiling``: the split-half noise ceiling."""
+- ``ceiling``: the split-half noise ceiling;
+- ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup."""
 
 from perturb_assets.core.evaluation.benchmark import (
     ALL_SUBGROUPS,
@@ -31,11 +32,19 @@ from perturb_assets.core.evaluation.ceiling import (
     noise_ceiling,
     split_half_means,
 )
+from perturb_assets.core.evaluation.coverage import (
+    GEARS_COVERED,
+    GEARS_MODELS,
+    gears_covered_conditions,
+    prediction_coverage,
+)
 
 __all__ = [
     "ALL_SUBGROUPS",
     "CEILING_MODEL",
     "COLUMNS",
+    "GEARS_COVERED",
+    "GEARS_MODELS",
     "HEADLINE_METRICS",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
@@ -45,6 +54,7 @@ __all__ = [
     "de_method_lists",
     "dynamic_range",
     "evaluate_models",
+    "gears_covered_conditions",
     "headline_table",
     "headline_with_paper",
     "load_paper_metrics",
@@ -52,6 +62,7 @@ __all__ = [
     "noise_ceiling",
     "pearson_delta_by_dataset",
     "per_condition_metrics",
+    "prediction_coverage",
     "split_half_means",
     "summarise",
     "target_columns",

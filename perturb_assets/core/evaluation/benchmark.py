@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from perturb_assets.core.evaluation.coverage import GEARS_COVERED, gears_covered_conditions
 from perturb_assets.core.gears.format import CONTROL, parse_condition
 from perturb_assets.core.metrics.cell_eval import (
     DISCRIMINATION_METRICS,
@@ -178,11 +179,16 @@ def de_method_lists(de_table: pd.DataFrame) -> dict[str, dict[str, dict[str, lis
 
 
 def summarise(
-    per_condition: pd.DataFrame, dataset: str, n_boot: int = 1000, seed: int = 0
+    per_condition: pd.DataFrame,
+    dataset: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+    extra_subgroups: dict[str, pd.Index] | None = None,
 ) -> pd.DataFrame:
     """Mean over conditions with a bootstrap CI, overall and per subgroup, paired against the
     Train Mean of the same protocol, or of the default protocol for rows of a protocol that
-    has none (a user's predictions; see :func:`evaluate_models`)."""
+    has none (a user's predictions; see :func:`evaluate_models`). ``extra_subgroups``: more
+    named condition sets summarised as subgroups (e.g. ``gears_covered``)."""
     if per_condition.empty:
         return pd.DataFrame(columns=COLUMNS)
     keys = ["model", "features", "protocol", "de_method", "metric"]
@@ -195,7 +201,10 @@ def summarise(
     for key, group in per_condition.groupby(keys, sort=False):
         identity = dict(zip(keys, key, strict=True))
         base = _train_mean_for(train_mean, identity)
-        for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False)]:
+        extra = [(n, group[group["condition"].isin(c)]) for n, c in (extra_subgroups or {}).items()]
+        extra = [(n, part) for n, part in extra if not part.empty]
+        for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False),
+                               *extra]:  # fmt: skip
             values = part.set_index("condition")["value"]
             rows.append(
                 {
@@ -276,7 +285,8 @@ def evaluate_models(
     -------
     summary : pandas.DataFrame
         Tidy: one row per dataset × model × features × protocol × DE method × subgroup ×
-        metric, with ``value`` (mean over conditions), its 95% bootstrap CI, and the paired
+        metric (subgroups: ``all``, the split's, and ``gears_covered`` when a GEARS model has
+        predictions), with ``value`` (mean over conditions), its 95% bootstrap CI, and the paired
         difference to Train Mean (mean, CI, share of conditions where the model wins).
     per_condition : pandas.DataFrame
         The per-condition values behind it (:func:`per_condition_metrics`).
@@ -286,7 +296,10 @@ def evaluate_models(
         per_condition = pd.concat(
             [per_condition, ceiling.drop(columns="sd", errors="ignore")], ignore_index=True
         )
-    summary = summarise(per_condition, dataset, n_boot=n_boot, seed=seed)
+    # Every model also on the conditions GEARS predicts (GEARS drops targets without GO terms).
+    covered = gears_covered_conditions(per_condition)
+    extra = {GEARS_COVERED: covered} if covered is not None else None
+    summary = summarise(per_condition, dataset, n_boot=n_boot, seed=seed, extra_subgroups=extra)
     return with_fraction_of_ceiling(summary), per_condition
 
 

@@ -62,7 +62,8 @@ def noise_ceiling(
             automation_condition=REFRESH,
             description="Every model × feature set × DE method × metric on the test "
             "conditions, with bootstrap 95% CIs, the paired difference to Train Mean, "
-            "per-subgroup rows, the protocol, the noise ceiling (model `noise_ceiling`), each "
+            "per-subgroup rows (also `gears_covered`: the conditions GEARS predicts), the "
+            "protocol, the noise ceiling (model `noise_ceiling`), each "
             "model's fraction of the way from Train Mean to it, and the paper's value beside "
             "ours.",
         ),
@@ -107,6 +108,7 @@ def metrics(
     rejected = rejected_files(predictions.get("user_predictions"))
     for row in rejected.itertuples():
         context.log.warning(f"prediction file {row.file} not scored: {row.field}: {row.problem}")
+    coverage = _log_coverage(context, per_condition, perturbation_split)
     headline = evaluation.headline_table(table, de_method=config.headline_de_method)
     yield dg.Output(
         table,
@@ -116,9 +118,32 @@ def metrics(
             "n_rows": len(table),
             "skipped_models": ", ".join(skipped) or "none",
             "rejected_prediction_files": ", ".join(rejected["file"]) or "none",
+            **coverage,
         },
     )
     yield dg.Output(per_condition, "metrics_per_condition", metadata={"n_rows": len(per_condition)})
+
+
+def _log_coverage(
+    context: dg.AssetExecutionContext, per_condition: pd.DataFrame, split: pd.DataFrame
+) -> dict:
+    """A model predicting part of the test set is scored on what it predicts: say so."""
+    coverage = evaluation.prediction_coverage(
+        per_condition, split, exclude=(evaluation.CEILING_MODEL,)
+    )
+    partial = coverage[coverage["n_missing"] > 0]
+    for row in partial.itertuples():
+        context.log.warning(
+            f"{row.model}/{row.features}: scored on the {row.n_scored} of {row.n_test} test "
+            f"conditions it predicts; {row.n_missing} missing ({row.missing})"
+        )
+    covered = evaluation.gears_covered_conditions(per_condition)
+    return {
+        # Only the models that miss test conditions (the others predict all of them).
+        "prediction_coverage": markdown_table(partial.set_index("model"), max_rows=60),
+        "n_models_with_missing_conditions": len(partial),
+        "n_gears_covered_conditions": "no GEARS predictions" if covered is None else len(covered),
+    }
 
 
 @dg.asset(

@@ -60,7 +60,9 @@ def conditions_without_go(conditions: Iterable[str], graph_genes: Iterable[str])
     """The conditions cell-gears' ``filter_pert_in_go`` drops: a target outside the graph."""
     genes = set(graph_genes)
     return sorted(
-        c for c in dict.fromkeys(map(str, conditions)) if any(g not in genes for g in parse_condition(c))
+        c
+        for c in dict.fromkeys(map(str, conditions))
+        if any(g not in genes for g in parse_condition(c))
     )
 
 

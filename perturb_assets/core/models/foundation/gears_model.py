@@ -64,8 +64,10 @@ DATASET_NAME = "dataset"
 GearsPreset = Literal["auto", "cell_gears", "paper_scfoundation", "tiny"]
 SelectionMetric = Literal["auto", "val_mse_de", "val_pearson_delta"]
 
-_CELL_GEARS = {"epochs": 20, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3,
-               "weight_decay": 5e-4, "hidden_size": 64, "selection_metric": "val_mse_de"}  # fmt: skip
+_CELL_GEARS = {
+    "epochs": 20, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3, "weight_decay": 5e-4,
+    "hidden_size": 64, "selection_metric": "val_mse_de",
+}  # fmt: skip
 # scFoundation/GEARS train_*.py of turbine-ai/PerturbSeqPredBenchmark (Norman's values where
 # a dataset has no script of its own); weight decay is its train()'s default, as cell-gears'.
 _PAPER = _CELL_GEARS | {"epochs": 10, "lr": 0.01, "hidden_size": 512,
@@ -79,8 +81,10 @@ PAPER_SCFOUNDATION = {
     "replogle_rpe1_essential": _PAPER | _REPLOGLE,
 }
 #: A simulated preset follows the dataset it imitates.
-_LIKE = {"adamson_like": "adamson", "norman_like": "norman",
-         "k562_like": "replogle_k562_essential", "rpe1_like": "replogle_rpe1_essential"}  # fmt: skip
+_LIKE = {
+    "adamson_like": "adamson", "norman_like": "norman",
+    "k562_like": "replogle_k562_essential", "rpe1_like": "replogle_rpe1_essential",
+}  # fmt: skip
 #: ``synthetic`` (the CPU test dataset): small and fast; keeps the variant's selection.
 _TINY = {"epochs": 2, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3,
          "weight_decay": 5e-4, "hidden_size": 16}  # fmt: skip

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from perturb_assets.core.evaluation.benchmark import ALL_SUBGROUPS, CEILING_MODEL, HEADLINE_METRICS
+from perturb_assets.core.evaluation.coverage import GEARS_COVERED
 from perturb_assets.core.io.atomic import atomic_write
 from perturb_assets.core.metrics.cell_eval import DISCRIMINATION_METRICS
 from perturb_assets.core.models import registry
@@ -225,7 +226,7 @@ def sweep_points(overview: pd.DataFrame) -> pd.DataFrame:
 def _add_subgroups(report: Report, summary: pd.DataFrame) -> None:
     rows = summary[
         (summary["metric"] == "pearson_delta")
-        & (summary["subgroup"] != ALL_SUBGROUPS)
+        & ~summary["subgroup"].isin([ALL_SUBGROUPS, GEARS_COVERED])  # the split's subgroups only
         & (summary["protocol"] != registry.PREPRINT_2024.name)
     ]
     for dataset in sorted(rows["dataset"].unique()):

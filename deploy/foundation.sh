@@ -2,7 +2,7 @@
 # Set up (if needed), then train the foundation models (scGPT, GEARS, GEARS + scFoundation
 # embeddings) on one dataset partition and rescore it. Uses CUDA when present.
 # Usage: bash deploy/foundation.sh DATASET [RUN_CONFIG.yaml]
-#   e.g. bash deploy/foundation.sh norman                     # the paper's settings, on a GPU
+#   e.g. bash deploy/foundation.sh norman                     # the references' defaults (scGPT's tutorial loop, cell-gears', the paper's GEARS + scFoundation settings), on a GPU
 #        bash deploy/foundation.sh synthetic deploy/configs/foundation_tiny.yaml
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"

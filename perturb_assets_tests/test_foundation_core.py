@@ -315,11 +315,21 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(requests.Session, "request", _no_download)
 
 
-def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatch):
+def test_gears_trains_offline_and_predicts_every_test_condition(data, monkeypatch, capfd):
+    """... and quietly: cell-gears' prints and tqdm bars become log lines, nothing reaches the
+    console but what ``log`` is given."""
     _no_network(monkeypatch)
     sim, adata, split, _ = data
     settings = gears_model.GearsSettings(epochs=1, hidden_size=8)
-    result = gears_model.train_gears(adata, split, sim.annotations, settings, device="cpu")
+    lines: list[str] = []
+    capfd.readouterr()
+    result = gears_model.train_gears(
+        adata, split, sim.annotations, settings, device="cpu", log=lines.append
+    )
+    printed = capfd.readouterr()
+    assert "it/s" not in printed.err and "Found local copy" not in printed.err + printed.out
+    n_conditions = adata.obs["condition"].nunique()
+    assert f"{gears_model.PROGRESS_PREFIX} {n_conditions} items" in lines
     test = set(split.index[split["split"] == "test"])
     assert set(result.predictions.index) == test
     assert np.isfinite(result.predictions.to_numpy()).all()
@@ -398,3 +408,11 @@ def test_saved_weights_are_the_same_bytes_wherever_they_are_written(tmp_path):
     assert (tmp_path / "a" / "weights.pt").read_bytes() == (
         tmp_path / "elsewhere" / "w.pt"
     ).read_bytes()
+
+
+def test_scgpt_default_loop_is_the_tutorials_and_the_dagster_config_follows():
+    """The tutorial's loop (mask, float16 + GradScaler on CUDA) is the default; fast is opt-in."""
+    from perturb_assets.defs.foundation.assets import ScGPTConfig
+
+    assert FineTuneSettings().loop == "reference"
+    assert ScGPTConfig().loop == "reference"

@@ -185,26 +185,43 @@ class _EpochLog:
                 {"epoch": int(numbers[0]), "train_mse": numbers[1], "val_mse": numbers[2]}
             )
             self.log(line)
+        elif line.startswith(PROGRESS_PREFIX):
+            self.log(line)
         elif line.startswith("Train Top 20 DE MSE") and self.rows and len(numbers) >= 2:
             # "Train Top 20 DE MSE: a Validation Top 20 DE MSE: b": the 20s are numbers too.
             self.rows[-1] |= {"train_mse_de": numbers[1], "val_mse_de": numbers[-1]}
             self.log(line)
 
 
+#: How a cell-gears progress bar reaches the log (one line instead of a tqdm bar).
+PROGRESS_PREFIX = "cell-gears: processing"
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
 @contextlib.contextmanager
 def _quiet_gears(print_sys: Callable[[object], None]):
-    """Route cell-gears' ``print_sys`` to ``print_sys`` and silence its plain prints."""
+    """Route cell-gears' ``print_sys`` to ``print_sys``, silence its plain prints, and turn its
+    tqdm bars (one per condition while it builds the cell graphs) into one log line each."""
     from unittest import mock
 
     import gears.gears
     import gears.pertdata
+    import gears.utils
+    from tqdm import tqdm
+
+    def progress(iterable=None, *args, **kwargs):
+        if iterable is None:  # a download bar, updated by hand: keep it, hidden
+            return tqdm(*args, disable=True, **kwargs)
+        items = list(iterable)
+        print_sys(f"{PROGRESS_PREFIX} {len(items)} items")
+        return items
 
     with (
         mock.patch.object(gears.gears, "print_sys", print_sys),
         mock.patch.object(gears.pertdata, "print_sys", print_sys),
+        mock.patch.object(gears.utils, "print_sys", print_sys),
+        mock.patch.object(gears.pertdata, "tqdm", progress),
+        mock.patch.object(gears.utils, "tqdm", progress),
         contextlib.redirect_stdout(io.StringIO()),
     ):
         yield

@@ -71,7 +71,12 @@ class FineTuneSettings:
     grad_clip: float = setting(1.0, gt=0, doc="gradient-norm clip")
     amp: bool = setting(True, doc="mixed precision on CUDA")
     seed: int = setting(42, doc="seed of the pairs, the gene sampling and the weights")
-    loop: TrainingLoop = setting("fast", doc="training loop: 'reference' or 'fast'")
+    loop: TrainingLoop = setting(
+        "reference",
+        doc="training loop: 'reference' (the tutorial's: padding mask, float16 autocast with a "
+        "GradScaler on CUDA, float32 on the CPU) or 'fast' (opt-in: no mask, bfloat16, fused "
+        "Adam; bfloat16 moves predictions more than float16 does, see the docs)",
+    )
     compile: bool = setting(False, doc="torch.compile the model (fast loop only)")
     max_steps_per_epoch: int | None = setting(
         None, ge=1, doc="stop each epoch after this many steps (None: the whole training set)"

@@ -19,9 +19,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   if .venv/bin/python -m pip install --quiet uv 2>/dev/null; then
     # uv ignores pip's configuration: hand it the same indexes, wheels and constraints.
     eval "$(.venv/bin/python deploy/uv_env.py .venv/bin/python)"
-    .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test]"
+    # --compile-bytecode: the first run then does not pay for compiling every module it imports.
+    .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[test]"
     # Packages with stale pins, installed without their dependencies (pyproject: [nodeps]).
-    .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps $NODEPS
+    .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python --no-deps $NODEPS
   else
     echo "[bootstrap] uv is not installable here; falling back to pip (a few minutes)"
     .venv/bin/python -m pip install --quiet --upgrade pip

@@ -416,3 +416,26 @@ def test_scgpt_default_loop_is_the_tutorials_and_the_dagster_config_follows():
 
     assert FineTuneSettings().loop == "reference"
     assert ScGPTConfig().loop == "reference"
+
+
+def test_gears_selection_pearson_delta_equals_scipy_per_condition():
+    """The epoch-selection score is the mean of scipy's pearsonr per condition (the fork's
+    rule), and one undefined condition makes it NaN (that epoch is never kept)."""
+    from scipy.stats import pearsonr
+
+    from perturb_assets.core.models.foundation.gears_training import pearson_delta
+
+    rng = np.random.default_rng(0)
+    conditions = np.repeat(["A+ctrl", "B+ctrl", "A+B"], 4)
+    pred, truth = rng.normal(size=(12, 30)), rng.normal(size=(12, 30))
+    ctrl = rng.normal(size=30)
+    result = {"pert_cat": conditions, "pred": pred, "truth": truth}
+    expected = np.mean(
+        [
+            pearsonr(pred[conditions == c].mean(0) - ctrl, truth[conditions == c].mean(0) - ctrl)[0]
+            for c in np.unique(conditions)
+        ]
+    )
+    assert pearson_delta(result, ctrl) == pytest.approx(expected, rel=1e-12)
+    pred[conditions == "A+B"] = ctrl  # a constant predicted change: pearsonr is undefined
+    assert np.isnan(pearson_delta(result, ctrl))

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perturb_assets.core.metrics import rowwise_pearson
+
 __all__ = ["EpochLoopResult", "pearson_delta", "train_epochs"]
 
 
@@ -35,19 +37,20 @@ class EpochLoopResult:
 
 
 def pearson_delta(result: dict[str, Any], ctrl_mean: np.ndarray) -> float:
-    """Mean over conditions of Pearson(mean prediction − control, mean truth − control)."""
-    conditions = np.asarray(result["pert_cat"]).astype(str)
-    pred, truth = np.asarray(result["pred"], np.float64), np.asarray(result["truth"], np.float64)
-    scores = []
-    for condition in np.unique(conditions):
-        rows = conditions == condition
-        a = pred[rows].mean(axis=0) - ctrl_mean
-        b = truth[rows].mean(axis=0) - ctrl_mean
-        if a.std() == 0 or b.std() == 0:
-            scores.append(np.nan)  # undefined, as scipy's pearsonr
-            continue
-        scores.append(float(np.corrcoef(a, b)[0, 1]))
-    return float(np.mean(scores)) if scores else float("nan")
+    """Mean over conditions of Pearson(mean prediction − control, mean truth − control).
+
+    The per-condition rule is the metrics' own
+    (:func:`~perturb_assets.core.metrics.rowwise_pearson`, NaN where ``pearsonr`` is
+    undefined); like the fork's ``np.mean``, one undefined condition makes the mean NaN, and
+    such an epoch is never kept.
+    """
+    conditions = pd.Index(np.asarray(result["pert_cat"]).astype(str))
+    if conditions.empty:
+        return float("nan")
+    pred = pd.DataFrame(np.asarray(result["pred"], np.float64)).groupby(conditions).mean()
+    truth = pd.DataFrame(np.asarray(result["truth"], np.float64)).groupby(conditions).mean()
+    scores = rowwise_pearson(pred.to_numpy() - ctrl_mean, truth.to_numpy() - ctrl_mean)
+    return float(np.mean(scores))
 
 
 def _improves(score: float, best: tuple[int, float] | None, maximise: bool) -> bool:

@@ -145,13 +145,20 @@ class Trainer:
             return t.arange(n_genes)
         return t.randperm(n_genes, generator=self.generator)[: self.settings.max_seq_len]
 
+    def _output(self, src: Any, values: Any, flags: Any) -> Any:
+        """``mlm_output`` of one batch: with the tutorial's all-``False`` padding mask in the
+        reference loop, without a mask (PyTorch's fused attention path) in the fast loop."""
+        mask = None
+        if self.settings.loop == "reference":
+            mask = self.torch.zeros_like(values, dtype=self.torch.bool)
+        return self.forward(src, values, flags, src_key_padding_mask=mask)["mlm_output"]
+
     def train_step(self, inputs: tuple[Any, ...]) -> float:
         src, values, flags, targets = inputs
         t, s = self.torch, self.settings
         if s.loop == "reference":
-            mask = t.zeros_like(values, dtype=t.bool)
             with self.autocast():
-                out = self.forward(src, values, flags, src_key_padding_mask=mask)["mlm_output"]
+                out = self._output(src, values, flags)
                 loss = t.nn.functional.mse_loss(out, targets)  # masked MSE, every position real
             self.model.zero_grad()
             self.scaler.scale(loss).backward()
@@ -165,7 +172,7 @@ class Trainer:
             self.scaler.update()
         else:
             with self.autocast():
-                out = self.forward(src, values, flags, src_key_padding_mask=None)["mlm_output"]
+                out = self._output(src, values, flags)
                 loss = t.nn.functional.mse_loss(out.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -209,22 +216,31 @@ class Trainer:
 
     def predict(self, pairs: CellPairs, gene_index: pd.Index) -> pd.DataFrame:
         """Mean predicted profile (all genes) of every condition of ``pairs``."""
+        return self.evaluate(pairs, gene_index)[0]
+
+    def evaluate(self, pairs: CellPairs, gene_index: pd.Index) -> tuple[pd.DataFrame, float]:
+        """Mean predicted profile (all genes) of every condition of ``pairs``, and the loss
+        (per-cell MSE against the paired target cells, all genes) on them."""
         t = self.torch
         self.model.eval()
         sums = np.zeros((len(pairs.conditions), pairs.n_genes))
+        squared_error, n_values = 0.0, 0
         positions = pairs.batches(self.settings.eval_batch_size)
         with t.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*nested tensors.*")
-            for p, (src, values, flags, _) in zip(
+            for p, (src, values, flags, targets) in zip(
                 positions, self.prepared_batches(pairs, positions, False), strict=True
             ):
                 with self.autocast():
-                    out = self.forward(src, values, flags, src_key_padding_mask=None)
-                np.add.at(sums, pairs.condition_codes[p], out["mlm_output"].float().cpu().numpy())
+                    out = self._output(src, values, flags).float()
+                squared_error += float(((out - targets) ** 2).sum())
+                n_values += targets.numel()
+                np.add.at(sums, pairs.condition_codes[p], out.cpu().numpy())
         counts = np.bincount(pairs.condition_codes, minlength=len(pairs.conditions))
         means = sums / np.maximum(counts, 1)[:, None]
-        return pd.DataFrame(means, index=pd.Index(pairs.conditions, name="condition"),
-                            columns=gene_index)  # fmt: skip
+        frame = pd.DataFrame(means, index=pd.Index(pairs.conditions, name="condition"),
+                             columns=gene_index)  # fmt: skip
+        return frame, squared_error / max(n_values, 1)
 
 
 def _validation_score(pred: pd.DataFrame, truth: pd.DataFrame, ctrl: pd.Series) -> float:
@@ -314,11 +330,13 @@ def _train(
     for epoch in range(1, s.epochs + 1):
         start = time.perf_counter()
         loss, steps = trainer.train_epoch(train, rng)
-        score = _validation_score(trainer.predict(val, genes), pseudobulk, ctrl)
+        val_pred, val_loss = trainer.evaluate(val, genes)
+        score = _validation_score(val_pred, pseudobulk, ctrl)
         seconds = time.perf_counter() - start
-        rows.append({"epoch": epoch, "train_loss": loss, "steps": steps,
+        rows.append({"epoch": epoch, "train_loss": loss, "val_loss": val_loss, "steps": steps,
                      f"val_{SELECTION_METRIC}": score, "seconds": seconds})  # fmt: skip
-        log(f"epoch {epoch}/{s.epochs}: loss {loss:.4f}, val {SELECTION_METRIC} {score:.4f}")
+        log(f"epoch {epoch}/{s.epochs}: loss {loss:.4f}, val loss {val_loss:.4f}, "
+            f"val {SELECTION_METRIC} {score:.4f}")  # fmt: skip
         if score > best["score"] or best["state"] is None:
             state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
             best, patience = {"epoch": epoch, "score": score, "state": state}, 0

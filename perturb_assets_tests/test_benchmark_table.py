@@ -74,3 +74,32 @@ def test_empty_predictions_are_skipped():
     )
     summary, _ = evaluate_models([empty], pseudobulk, split, de, "x")
     assert summary.empty and list(summary.columns) == COLUMNS
+
+
+def test_a_model_of_several_seeds_is_averaged_over_them_with_its_seed_spread():
+    from perturb_assets.core.models import seeded_prediction_table
+
+    pseudobulk, split, de = _inputs()
+    test = ["B+ctrl", "C+ctrl", "A+B"]
+    rng = np.random.default_rng(2)
+    runs = {seed: pseudobulk.loc[test] + rng.normal(0, 0.5 * (i + 1), (3, 6))
+            for i, seed in enumerate([7, 8, 9])}  # fmt: skip
+    train_mean = pd.DataFrame([pseudobulk.loc["D+ctrl"].to_numpy()] * 3, index=test, columns=GENES)
+    tables = [
+        prediction_table(train_mean, model="train_mean", features="none", protocol="p"),
+        seeded_prediction_table(runs, model="scgpt", features="none", protocol="p"),
+        seeded_prediction_table({7: runs[7]}, model="one_seed", features="none", protocol="p"),
+    ]
+    summary, per_condition = evaluate_models(tables, pseudobulk, split, de, "toy", n_boot=100)
+    mse = per_condition[(per_condition["metric"] == "mse") & (per_condition["model"] == "scgpt")]
+    assert sorted(mse["seed"].unique()) == [7, 8, 9] and len(mse) == 9
+    per_seed = mse.groupby("seed")["value"].mean()
+    row = summary[(summary["model"] == "scgpt") & (summary["metric"] == "mse")
+                  & (summary["subgroup"] == "all")].iloc[0]  # fmt: skip
+    assert row["n_seeds"] == 3 and row["n_conditions"] == 3
+    assert row["value"] == pytest.approx(per_seed.mean())
+    assert row["seed_sd"] == pytest.approx(per_seed.std(ddof=1))
+    one = summary[(summary["model"] == "one_seed") & (summary["metric"] == "mse")
+                  & (summary["subgroup"] == "all")].iloc[0]  # fmt: skip
+    assert one["n_seeds"] == 1 and np.isnan(one["seed_sd"])
+    assert one["value"] == pytest.approx(per_seed.loc[7])

@@ -119,10 +119,14 @@ def _pyg_batch(batch):
     from torch_geometric.data import Data
 
     cells = [
-        Data(x=torch.tensor(np.stack([v, f], axis=1), dtype=torch.float32),
-             y=torch.tensor(t[None, :]), pert=str(c))  # fmt: skip
-        for v, f, t, c in zip(batch.values, batch.flags, batch.targets, batch.conditions,
-                              strict=True)  # fmt: skip
+        Data(
+            x=torch.tensor(np.stack([v, f], axis=1), dtype=torch.float32),
+            y=torch.tensor(t[None, :]),
+            pert=str(c),
+        )  # fmt: skip
+        for v, f, t, c in zip(
+            batch.values, batch.flags, batch.targets, batch.conditions, strict=True
+        )  # fmt: skip
     ]
     return PygBatch.from_data_list(cells)
 
@@ -174,8 +178,12 @@ def test_our_prediction_equals_scgpts_pred_perturb_on_the_same_batch(data, check
     ours, _ = trainer.evaluate(pairs, adata.var_names)
 
     with torch.no_grad():  # as the tutorial's eval_perturb calls it
-        per_cell = model.pred_perturb(_pyg_batch(pairs.batch(np.arange(len(pairs)))),
-                                      include_zero_gene="all", gene_ids=gene_ids, amp=False)  # fmt: skip
+        per_cell = model.pred_perturb(
+            _pyg_batch(pairs.batch(np.arange(len(pairs)))),
+            include_zero_gene="all",
+            gene_ids=gene_ids,
+            amp=False,
+        )
     theirs = pd.DataFrame(per_cell.numpy(), columns=adata.var_names)
     theirs = theirs.groupby(np.asarray(pairs.conditions)[pairs.condition_codes]).mean()
     pd.testing.assert_frame_equal(ours, theirs.loc[ours.index].rename_axis("condition"),
@@ -220,3 +228,27 @@ def test_the_fast_loop_is_opt_in_and_changes_only_how_the_step_runs():
     changed = {f.name for f in dataclasses.fields(fast)
                if getattr(fast, f.name) != getattr(FineTuneSettings(), f.name)}  # fmt: skip
     assert changed == {"loop"}
+
+
+def test_seeds_must_be_distinct_and_replace_the_single_seed():
+    assert FineTuneSettings().run_seeds == [42]
+    assert FineTuneSettings(seeds=[3, 1]).run_seeds == [3, 1]
+    for bad in ([], [1, 1]):
+        with pytest.raises(ValueError, match="seeds must be distinct"):
+            FineTuneSettings(seeds=bad)
+
+
+def test_run_scgpt_fine_tunes_once_per_seed(data, checkpoint, monkeypatch, tmp_path):
+    from perturb_assets.core.models.foundation import FoundationInputs, runs
+
+    _, adata, split, pb = data
+    monkeypatch.setattr(scgpt_checkpoint, "find_checkpoint", lambda root: checkpoint.folder)
+    settings = FineTuneSettings(epochs=1, batch_size=32, max_steps_per_epoch=3,
+                                max_eval_cells=5, seeds=[1, 2])  # fmt: skip
+    inputs = FoundationInputs(expression=adata, split=split, pseudobulk=pb, data_root=tmp_path)
+    result = runs.run_scgpt(inputs, settings, "cpu", lambda m: None)
+    assert sorted(result.seed_predictions) == [1, 2]
+    one, two = result.seed_predictions[1], result.seed_predictions[2]
+    assert list(one.index) == list(two.index) and not np.allclose(one, two)
+    pd.testing.assert_frame_equal(result.predictions, one)
+    assert result.report["seed"] == 1 and result.report["seeds"] == "1,2"

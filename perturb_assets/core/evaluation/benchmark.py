@@ -28,6 +28,7 @@ from perturb_assets.core.models.predictions import (
     prediction_frame,
     prediction_identity,
     split_by_model,
+    split_by_seed,
 )
 from perturb_assets.core.pp.de import DEMethod
 
@@ -64,7 +65,7 @@ HEADLINE_METRICS = ("pearson", "pearson_delta", "pearson_de_delta", "pearson_del
 COLUMNS = [
     "dataset", "model", "features", "protocol", "de_method", "subgroup", "metric", "value",
     "ci_low", "ci_high", "n_conditions", "diff_vs_train_mean", "diff_ci_low", "diff_ci_high",
-    "win_rate_vs_train_mean", "fraction_of_ceiling",
+    "win_rate_vs_train_mean", "fraction_of_ceiling", "n_seeds", "seed_sd",
 ]  # fmt: skip
 #: The ``model`` of the noise ceiling's rows (:mod:`perturb_assets.core.evaluation.ceiling`).
 CEILING_MODEL = "noise_ceiling"
@@ -166,11 +167,17 @@ def per_condition_metrics(
     frames = []
     parts = [part for t in tables if t is not None for part in split_by_model(t)]
     for table in parts:
-        pred = prediction_frame(table)
-        scored = truth.loc[truth.index.intersection(pred.index)]
-        long = model_metrics(pred, scored, ctrl_mean, lists, split["subgroup"], gene_names)
-        frames.append(long.assign(**prediction_identity(table)))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        identity = prediction_identity(table)
+        for seed, rows in split_by_seed(table):  # a model of several seeds: each scored alone
+            pred = prediction_frame(rows)
+            scored = truth.loc[truth.index.intersection(pred.index)]
+            long = model_metrics(pred, scored, ctrl_mean, lists, split["subgroup"], gene_names)
+            frames.append(long.assign(**identity, seed=seed))
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out["seed"] = pd.array(out["seed"].tolist(), dtype="Int64")
+    return out
 
 
 def de_method_lists(de_table: pd.DataFrame) -> dict[str, dict[str, dict[str, list[str]]]]:
@@ -205,16 +212,29 @@ def summarise(
         extra = [(n, part) for n, part in extra if not part.empty]
         for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False),
                                *extra]:  # fmt: skip
-            values = part.set_index("condition")["value"]
+            values, spread = _over_seeds(part)
             rows.append(
                 {
                     "dataset": dataset,
                     **identity,
                     "subgroup": subgroup,
                     **_summary_values(values, base, n_boot, seed),
+                    **spread,
                 }  # fmt: skip
             )
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def _over_seeds(part: pd.DataFrame) -> tuple[pd.Series, dict[str, float]]:
+    """Per-condition values of one summary row: the mean over the model's seeds when it has
+    several, with ``n_seeds`` and ``seed_sd``, the SD over seeds of the mean over conditions
+    (the paper reports one run; this is how much another seed would move it)."""
+    seeds = part["seed"].dropna().unique() if "seed" in part else []
+    if len(seeds) < 2:
+        return part.set_index("condition")["value"], {"n_seeds": max(len(seeds), 1)}
+    values = part.groupby("condition", sort=False)["value"].mean()
+    per_seed = part.groupby("seed")["value"].mean()
+    return values, {"n_seeds": len(seeds), "seed_sd": float(per_seed.std(ddof=1))}
 
 
 def _train_mean_for(train_mean: dict, identity: dict[str, str]) -> pd.Series | None:

@@ -40,7 +40,9 @@ from perturb_assets.core.models.predictions import (
     prediction_identity,
     prediction_table,
     read_user_predictions,
+    seeded_prediction_table,
     split_by_model,
+    split_by_seed,
     user_prediction_files,
 )
 from perturb_assets.core.models.registry import (
@@ -102,6 +104,7 @@ __all__ = [
     "prediction_frame",
     "prediction_identity",
     "prediction_table",
+    "seeded_prediction_table",
     "predictors",
     "protocol",
     "read_user_predictions",
@@ -109,5 +112,6 @@ __all__ = [
     "run_baseline",
     "save_model",
     "split_by_model",
+    "split_by_seed",
     "user_prediction_files",
 ]

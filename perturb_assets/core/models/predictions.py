@@ -6,6 +6,8 @@ A prediction table is an AnnData with one observation per predicted condition:
 * ``obs``: ``condition``, and ``model``, ``features`` and ``protocol`` on every row, so each
   row says where it came from, plus optional per-condition flags (e.g. ``fallback``: the
   additive model used Train Mean for it); a table may hold several models (a user's files);
+  a model fine-tuned with several seeds has one block of rows per seed, told apart by
+  ``obs['seed']`` (:func:`seeded_prediction_table`; :func:`split_by_seed`);
 * ``var``: the genes (``var_names`` as in the dataset, ``gene_name`` where known).
 
 Baselines, foundation models and predictions a user brings all produce this layout, and
@@ -35,12 +37,16 @@ __all__ = [
     "prediction_table",
     "combine_tables",
     "read_user_predictions",
+    "seeded_prediction_table",
     "split_by_model",
+    "split_by_seed",
     "user_prediction_files",
 ]
 
 #: The ``obs`` columns that say which model, features and protocol made a row.
 IDENTITY_COLUMNS: tuple[str, ...] = ("model", "features", "protocol")
+#: The ``obs`` column of the seed that made a row (models trained with a seed).
+SEED_COLUMN = "seed"
 
 
 def prediction_table(
@@ -81,6 +87,33 @@ def prediction_table(
     table_var = pd.DataFrame(index=genes) if var is None else var.reindex(genes)
     x = predictions.to_numpy(np.float64).reshape(len(obs), len(genes))
     return AnnData(X=x, obs=obs, var=table_var)
+
+
+def seeded_prediction_table(
+    predictions: Mapping[int, pd.DataFrame], **identity: str | pd.DataFrame | None
+) -> AnnData:
+    """One block of rows per seed (``obs['seed']``) of :func:`prediction_table`.
+
+    ``predictions`` maps each seed to its conditions × genes frame; ``identity`` holds
+    :func:`prediction_table`'s keywords. ``obs_names`` are ``<condition>|seed<seed>``.
+    """
+    import anndata as ad
+
+    blocks = []
+    for seed, frame in predictions.items():
+        block = prediction_table(frame, **identity)
+        block.obs[SEED_COLUMN] = int(seed)
+        block.obs_names = [f"{c}|seed{seed}" for c in block.obs["condition"]]
+        blocks.append(block)
+    return ad.concat(blocks, merge="same")
+
+
+def split_by_seed(table: AnnData) -> list[tuple[int | None, AnnData]]:
+    """``(seed, rows)`` per seed of a one-model table; ``[(None, table)]`` without seeds."""
+    if SEED_COLUMN not in table.obs:
+        return [(None, table)]
+    seeds = table.obs[SEED_COLUMN].astype(int)
+    return [(int(s), table[(seeds == s).to_numpy()]) for s in pd.unique(seeds)]
 
 
 def prediction_frame(table: AnnData) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.core.io import sha256_files
-from perturb_assets.core.models import prediction_table, registry
+from perturb_assets.core.models import prediction_table, registry, seeded_prediction_table
 from perturb_assets.core.models.foundation import (
     FineTuneSettings,
     FoundationInputs,
@@ -125,18 +125,19 @@ def _inputs(
 def _outputs(
     predictor: registry.Predictor, run, weights: dict, model: ModelFile, var: pd.DataFrame
 ):
-    table = prediction_table(
-        run.predictions,
-        model=predictor.model.name,
-        features=predictor.features_label,
-        protocol=registry.DEFAULT_PROTOCOL.name,
-        var=var,
-    )
+    identity = {"model": predictor.model.name, "features": predictor.features_label,
+                "protocol": registry.DEFAULT_PROTOCOL.name, "var": var}  # fmt: skip
+    if "seed" in run.report:  # one block per seed, each row saying which
+        table = seeded_prediction_table(
+            run.seed_predictions or {run.report["seed"]: run.predictions}, **identity
+        )
+    else:
+        table = prediction_table(run.predictions, **identity)
     meta = {
         "status": "ok",
         "device": run.device,
         "history": markdown_table(run.history),
-        "n_test_conditions": table.n_obs,
+        "n_test_conditions": run.predictions.shape[0],
         "weights_sha256": weights["sha256"],
         **{k: v for k, v in run.report.items() if isinstance(v, int | float | str)},
     }

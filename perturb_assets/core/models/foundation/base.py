@@ -29,6 +29,9 @@ class TrainedModel:
         matched genes, files read, ...
     best_epoch, best_score
         The selected epoch and its validation score, where the model selects one itself.
+    seed_predictions
+        With several seeds: each seed's test predictions (``predictions``, ``history`` and
+        ``state_dict`` are the first seed's); ``None`` for a single run.
     """
 
     predictions: pd.DataFrame
@@ -38,6 +41,7 @@ class TrainedModel:
     report: dict[str, Any] = field(default_factory=dict)
     best_epoch: int | None = None
     best_score: float | None = None
+    seed_predictions: dict[int, pd.DataFrame] | None = None
 
 
 def resolve_device(requested: str = "auto") -> tuple[Any, str | None]:

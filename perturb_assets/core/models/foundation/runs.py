@@ -14,6 +14,7 @@ condition, the per-epoch history and the best weights. Where its files come from
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,12 +99,22 @@ def run_scgpt(inputs: FoundationInputs, settings: Any, device: str, log: Log) ->
             f"vocab.json) at {Path(inputs.data_root) / CHECKPOINT_DIR}"
         )
     checkpoint = read_checkpoint(folder)
-    result = fine_tune(inputs.expression, inputs.split, inputs.pseudobulk, checkpoint, settings,
-                       device=device, log=log)  # fmt: skip
+    runs = {}
+    for seed in settings.run_seeds:
+        if len(settings.run_seeds) > 1:
+            log(f"scGPT: seed {seed}")
+        one = dataclasses.replace(settings, seed=seed, seeds=None)
+        runs[seed] = fine_tune(inputs.expression, inputs.split, inputs.pseudobulk, checkpoint,
+                               one, device=device, log=log)  # fmt: skip
+    first_seed = settings.run_seeds[0]
+    result = runs[first_seed]
     report = result.report | {"checkpoint": str(folder), "best_epoch": result.best_epoch,
-                              "best_score": result.best_score}  # fmt: skip
+                              "best_score": result.best_score, "seed": first_seed,
+                              "seeds": ",".join(map(str, runs)),
+                              "settings": dataclasses.asdict(settings)}  # fmt: skip
+    per_seed = {seed: run.predictions for seed, run in runs.items()} if len(runs) > 1 else None
     return TrainedModel(result.predictions, result.history, result.state_dict, result.device,
-                         report)  # fmt: skip
+                        report, seed_predictions=per_seed)  # fmt: skip
 
 
 def _gene2go(inputs: FoundationInputs, log: Log) -> tuple[Any, dict[str, str]]:

@@ -71,6 +71,11 @@ class FineTuneSettings:
     grad_clip: float = setting(1.0, gt=0, doc="gradient-norm clip")
     amp: bool = setting(True, doc="mixed precision on CUDA")
     seed: int = setting(42, doc="seed of the pairs, the gene sampling and the weights")
+    seeds: list[int] | None = setting(
+        None,
+        doc="fine-tune once per seed (replaces `seed`); the metrics average the model over "
+        "them and report the seed-to-seed spread (None: the one run of `seed`)",
+    )
     loop: TrainingLoop = setting(
         "reference",
         doc="training loop: 'reference' (the tutorial's: padding mask, float16 autocast with a "
@@ -87,6 +92,13 @@ class FineTuneSettings:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError(f"seeds must be distinct integers, got {self.seeds!r}")
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds of the fine-tuning runs: ``seeds``, or ``[seed]``."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
 
 
 def _seed_everything(seed: int) -> None:

@@ -130,3 +130,22 @@ def test_paper_value_sits_beside_ours_only_where_comparable():
     # The paper's numbers come from the published protocol: not beside a preprint row.
     preprint = attach_paper_values(summary.assign(protocol=PREPRINT_2024.name))
     assert preprint["paper_value"].isna().all()
+
+
+def test_metric_calibration_reads_the_controls_from_the_metrics_table(materialised):
+    table = VersionedStore(materialised).read("assets", "metric_calibration", "synthetic")
+    metrics = _metrics(materialised)
+    whole = metrics[(metrics["subgroup"] == ALL_SUBGROUPS) & (metrics["de_method"] == "none")]
+    delta = table[(table["metric"] == "pearson_delta") & (table["de_method"] == "none")]
+    ceiling = whole[(whole["model"] == CEILING_MODEL) & (whole["metric"] == "pearson_delta")]
+    assert delta["positive_control"].iloc[0] == pytest.approx(ceiling["value"].iloc[0])
+    rf = delta[(delta["model"] == "random_forest") & (delta["features"] == "go")].iloc[0]
+    expected = whole[(whole["model"] == "random_forest") & (whole["features"] == "go")
+                     & (whole["protocol"] == rf["protocol"])
+                     & (whole["metric"] == "pearson_delta")]  # fmt: skip
+    assert rf["calibrated_score"] == pytest.approx(expected["calibrated_score"].iloc[0])
+    # The control mean predicts no change: its delta is constant, so Pearson Delta is undefined.
+    assert np.isnan(delta[delta["model"] == "control_mean"]["value"].iloc[0])
+    mse = table[(table["metric"] == "mse") & (table["model"] == "control_mean")].iloc[0]
+    assert mse["value"] > mse["train_mean"] > mse["positive_control"]  # the errors' ladder
+    assert table["uninformative"].dtype == bool and 0 < table["drf"].notna().sum()

@@ -3,7 +3,8 @@
 - ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
   values beside ours;
 - ``ceiling``: the split-half noise ceiling;
-- ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup."""
+- ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup;
+- ``calibration``: calibrated scores, dynamic range fractions, uninformative metrics."""
 
 from perturb_assets.core.evaluation.benchmark import (
     ALL_SUBGROUPS,
@@ -24,9 +25,19 @@ from perturb_assets.core.evaluation.benchmark import (
     model_metrics,
     pearson_delta_by_dataset,
     per_condition_metrics,
+    score_frames,
     summarise,
     target_columns,
-    with_fraction_of_ceiling,
+    with_calibrated_scores,
+)
+from perturb_assets.core.evaluation.calibration import (
+    CALIBRATION_COLUMNS,
+    CONTROL_MEAN_MODEL,
+    DRF_GATE,
+    calibrated_score,
+    control_mean_predictions,
+    dynamic_range_fraction,
+    metric_calibration,
 )
 from perturb_assets.core.evaluation.ceiling import (
     noise_ceiling,
@@ -62,9 +73,17 @@ __all__ = [
     "noise_ceiling",
     "pearson_delta_by_dataset",
     "per_condition_metrics",
+    "score_frames",
     "prediction_coverage",
     "split_half_means",
     "summarise",
     "target_columns",
-    "with_fraction_of_ceiling",
+    "with_calibrated_scores",
+    "CALIBRATION_COLUMNS",
+    "CONTROL_MEAN_MODEL",
+    "DRF_GATE",
+    "calibrated_score",
+    "control_mean_predictions",
+    "dynamic_range_fraction",
+    "metric_calibration",
 ]

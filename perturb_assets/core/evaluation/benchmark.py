@@ -7,13 +7,14 @@ Dagster-free: the ``metrics`` and ``benchmark_summary`` assets are thin wrappers
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from perturb_assets.core.evaluation.calibration import calibrated_score
 from perturb_assets.core.evaluation.coverage import GEARS_COVERED, gears_covered_conditions
 from perturb_assets.core.gears.format import CONTROL, parse_condition
 from perturb_assets.core.metrics.cell_eval import (
@@ -27,6 +28,7 @@ from perturb_assets.core.models import registry
 from perturb_assets.core.models.predictions import (
     prediction_frame,
     prediction_identity,
+    prediction_table,
     split_by_model,
     split_by_seed,
 )
@@ -51,9 +53,10 @@ __all__ = [
     "model_metrics",
     "pearson_delta_by_dataset",
     "per_condition_metrics",
+    "score_frames",
     "summarise",
     "target_columns",
-    "with_fraction_of_ceiling",
+    "with_calibrated_scores",
 ]
 
 ALL_SUBGROUPS = "all"
@@ -65,7 +68,7 @@ HEADLINE_METRICS = ("pearson", "pearson_delta", "pearson_de_delta", "pearson_del
 COLUMNS = [
     "dataset", "model", "features", "protocol", "de_method", "subgroup", "metric", "value",
     "ci_low", "ci_high", "n_conditions", "diff_vs_train_mean", "diff_ci_low", "diff_ci_high",
-    "win_rate_vs_train_mean", "fraction_of_ceiling", "n_seeds", "seed_sd",
+    "win_rate_vs_train_mean", "calibrated_score", "n_seeds", "seed_sd",
 ]  # fmt: skip
 #: The ``model`` of the noise ceiling's rows (:mod:`perturb_assets.core.evaluation.ceiling`).
 CEILING_MODEL = "noise_ceiling"
@@ -178,6 +181,21 @@ def per_condition_metrics(
     out = pd.concat(frames, ignore_index=True)
     out["seed"] = pd.array(out["seed"].tolist(), dtype="Int64")
     return out
+
+
+def score_frames(
+    frames: Mapping[str, pd.DataFrame],
+    pseudobulk: pd.DataFrame,
+    split: pd.DataFrame,
+    de_table: pd.DataFrame,
+    gene_names: pd.Series | None = None,
+) -> pd.DataFrame:
+    """:func:`per_condition_metrics` of named prediction frames (conditions × genes) that are
+    not models, e.g. the control mean or a degenerate prediction: ``model`` is the name,
+    ``features`` and ``protocol`` ``"none"``."""
+    tables = [prediction_table(frame, model=name, features="none", protocol="none")
+              for name, frame in frames.items()]  # fmt: skip
+    return per_condition_metrics(tables, pseudobulk, split, de_table, gene_names)
 
 
 def de_method_lists(de_table: pd.DataFrame) -> dict[str, dict[str, dict[str, list[str]]]]:
@@ -299,7 +317,7 @@ def evaluate_models(
     ceiling
         Per-condition noise ceiling (:func:`perturb_assets.core.evaluation.noise_ceiling`):
         summarised as the model ``noise_ceiling``, and the reference of
-        ``fraction_of_ceiling``.
+        ``calibrated_score``.
 
     Returns
     -------
@@ -320,12 +338,14 @@ def evaluate_models(
     covered = gears_covered_conditions(per_condition)
     extra = {GEARS_COVERED: covered} if covered is not None else None
     summary = summarise(per_condition, dataset, n_boot=n_boot, seed=seed, extra_subgroups=extra)
-    return with_fraction_of_ceiling(summary), per_condition
+    return with_calibrated_scores(summary), per_condition
 
 
-def with_fraction_of_ceiling(summary: pd.DataFrame) -> pd.DataFrame:
-    """``fraction_of_ceiling``: how far each row is from Train Mean (0) to the noise ceiling
-    (1) on the same metric, DE method and subgroup; NaN without a ceiling."""
+def with_calibrated_scores(summary: pd.DataFrame) -> pd.DataFrame:
+    """``calibrated_score``: cell-eval2's ``(u - b) / (r - b)``, how far each row is from
+    Train Mean ``b`` (0) to the noise ceiling ``r`` (1) on the same metric, DE method and
+    subgroup (:func:`~perturb_assets.core.evaluation.calibration.calibrated_score`); NaN
+    without a ceiling."""
     keys = ["de_method", "metric", "subgroup"]
     ceiling = summary[summary["model"] == CEILING_MODEL].set_index(keys)["value"]
     base = summary[
@@ -335,9 +355,7 @@ def with_fraction_of_ceiling(summary: pd.DataFrame) -> pd.DataFrame:
     base = base.set_index(keys)["value"]
     index = pd.MultiIndex.from_frame(summary[keys])
     top, bottom = ceiling.reindex(index).to_numpy(), base.reindex(index).to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = (summary["value"].to_numpy() - bottom) / (top - bottom)
-    return summary.assign(fraction_of_ceiling=fraction)
+    return summary.assign(calibrated_score=calibrated_score(summary["value"], bottom, top))
 
 
 def dynamic_range(table: pd.DataFrame, metric: str = "pearson_delta") -> tuple[str, float]:

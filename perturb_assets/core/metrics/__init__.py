@@ -5,13 +5,19 @@ Below the models because model selection scores with them:
 - ``perturbation``: Pearson, Pearson Delta, on the top-20 DE genes, without targets
   (:func:`perturbation_metrics`), over the ``pearson`` kernels;
 - ``cell_eval``: cell-eval's error and discrimination metrics;
-- ``statistics``: bootstrap CIs and paired comparisons of per-condition values."""
+- ``statistics``: bootstrap CIs and paired comparisons of per-condition values;
+- ``direction``: which way is better for each metric, and its worst value."""
 
 from perturb_assets.core.metrics.cell_eval import (
     DISCRIMINATION_METRICS,
     ERROR_METRICS,
     discrimination_scores,
     error_metrics,
+)
+from perturb_assets.core.metrics.direction import (
+    LOWER_IS_BETTER,
+    higher_is_better,
+    worst_value,
 )
 from perturb_assets.core.metrics.pearson import (
     rowwise_pearson,
@@ -35,14 +41,17 @@ __all__ = [
     "DE_METRICS",
     "DISCRIMINATION_METRICS",
     "ERROR_METRICS",
+    "LOWER_IS_BETTER",
     "METRICS",
     "bootstrap_ci",
     "discrimination_scores",
     "error_metrics",
     "evaluate_predictions",
+    "higher_is_better",
     "paired_comparison",
     "perturbation_metrics",
     "rowwise_pearson",
     "subgroup_summary",
     "summarise_metrics",
+    "worst_value",
 ]

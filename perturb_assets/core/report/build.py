@@ -261,7 +261,7 @@ def _add_tables(report: Report, inputs: ReportInputs) -> None:
         "ci_high",
         "paper_value",
         "diff_vs_train_mean",
-        "fraction_of_ceiling",
+        "calibrated_score",
     ]
     report.tables["supp_table2"] = (
         "Supplementary Table 2: metrics (t-test DE lists)",

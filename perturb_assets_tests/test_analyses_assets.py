@@ -106,7 +106,8 @@ def test_report_opens_in_a_real_browser_with_every_figure(run):
     root, instance, _ = run
     report = Path(_metadata(instance, "benchmark_report", None)["report"])
     expected = {"fig1_synthetic", "fig2ab", "fig2c_synthetic", "fig2d", "fig2e", "supp_fig2",
-                "supp_fig1_synthetic", "sweep", "discrimination_synthetic"}  # fmt: skip
+                "supp_fig1_synthetic", "sweep", "discrimination_synthetic",
+                "calibration_synthetic"}  # fmt: skip
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -121,3 +122,16 @@ def test_report_opens_in_a_real_browser_with_every_figure(run):
     assert expected <= {name for name, _, _ in figures}
     assert all(complete and width > 0 for _, complete, width in figures)  # no broken image
     assert shot.stat().st_size > 10_000
+
+
+def test_report_opens_with_the_headline_table_and_marks_uninformative_metrics(run):
+    root, instance, _ = run
+    meta = _metadata(instance, "benchmark_report", None)
+    page = Path(meta["report"]).read_text()
+    assert page.index("<h2 id='headline'") < page.index("<figure")
+    assert "calibration_synthetic" in meta
+    calibration = (Path(meta["report"]).parent / "metric_calibration.csv").read_text()
+    header = calibration.splitlines()[0]
+    assert "uninformative" in header and "drf" in header
+    rows = [line for line in calibration.splitlines()[1:] if ",pearson_delta," in line]
+    assert rows  # Pearson Delta's calibration on synthetic is in the report

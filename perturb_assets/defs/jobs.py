@@ -27,11 +27,13 @@ main_job = dg.define_asset_job(
     "dataset partition (metrics then include whatever foundation predictions are stored).",
 )
 
+# The metrics and every per-dataset table computed from them (calibration, robustness, ...).
+RESCORE = dg.AssetSelection.assets("metrics", "metrics_per_condition").downstream() - CROSS_DATASET
+
 # The foundation models (GPU-tagged, `gpu` pool) and the metrics that score them.
 foundation_job = dg.define_asset_job(
     "foundation_job",
-    selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint"))
-    | dg.AssetSelection.assets("metrics", "metrics_per_condition"),
+    selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint")) | RESCORE,
     partitions_def=dataset_partitions,
     description="Train scGPT, GEARS and GEARS + scFoundation embeddings on one dataset "
     "partition (on a GPU when present) and rescore it.",

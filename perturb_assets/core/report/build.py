@@ -3,14 +3,16 @@
 :func:`build_report` turns the cross-dataset tables into figures (PNG), tables (CSV) and one
 self-contained HTML file (figures inline, no external resource) that opens offline:
 
-* Fig. 1 B-E: Pearson Delta of every model per dataset, with 95% CIs, the paper's values as
-  diamonds and the noise ceiling;
+* first, the headline table: Pearson Delta of every model per dataset, best first;
+* Fig. 1 B-E: Pearson Delta of every model per dataset, sorted, with 95% CIs, the paper's
+  values as diamonds, Train Mean as a reference line and the noise ceiling as a band;
 * Fig. 2 A-B: cells and perturbations per dataset; 2 C: delta-correlation heatmaps (train +
   val | test); 2 D: the correlation distributions; 2 E: median correlation against the dynamic
   range, ours beside the paper's;
 * Supplementary Fig. 1: subgroups of a combination dataset; Supplementary Fig. 2: embedding
   coherence per gene-set collection;
-* beyond the paper: the diversity sweep, the discrimination score and the ceiling;
+* beyond the paper: the diversity sweep, the discrimination score, the ceiling, and each
+  metric's calibration (dynamic range fraction, uninformative metrics flagged);
 * Supplementary Tables 1-3 (CSV and HTML).
 """
 
@@ -26,7 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perturb_assets.core.evaluation.benchmark import ALL_SUBGROUPS, CEILING_MODEL, HEADLINE_METRICS
+from perturb_assets.core.evaluation.benchmark import (
+    ALL_SUBGROUPS,
+    CEILING_MODEL,
+    HEADLINE_METRICS,
+    PAPER_DE_METHOD,
+)
+from perturb_assets.core.evaluation.calibration import DRF_GATE
 from perturb_assets.core.evaluation.coverage import GEARS_COVERED
 from perturb_assets.core.io.atomic import atomic_write
 from perturb_assets.core.metrics.cell_eval import DISCRIMINATION_METRICS
@@ -45,6 +53,8 @@ __all__ = [
 ]
 
 REPORT_FILE = "benchmark_report.html"
+#: The table shown first in the report.
+HEADLINE_TABLE = "headline"
 
 
 @dataclass
@@ -65,6 +75,8 @@ class ReportInputs:
         Columns ``collection``, ``embedding``, ``delta``, ``ci_low``, ``ci_high``.
     sweep
         The diversity sweep (``median_corr``, ``dynamic_range``, ``ceiling_minus_train_mean``).
+    calibration
+        Every dataset's ``metric_calibration`` table, with a ``dataset`` column.
     """
 
     summary: pd.DataFrame
@@ -72,6 +84,7 @@ class ReportInputs:
     correlations: Mapping[str, tuple[pd.DataFrame, int]] = field(default_factory=dict)
     coherence: pd.DataFrame = field(default_factory=pd.DataFrame)
     sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -129,6 +142,7 @@ def build_report(inputs: ReportInputs) -> Report:
             )
     add_dataset_figures(report, inputs.overview, inputs.correlations)
     _add_subgroups(report, inputs.summary)
+    _add_calibration(report, inputs.calibration)
     if not inputs.coherence.empty:
         report.figures["supp_fig2"] = (
             "Supplementary Fig. 2: embedding coherence",
@@ -239,8 +253,47 @@ def _add_subgroups(report: Report, summary: pd.DataFrame) -> None:
             )
 
 
+def _calibration_by_metric(calibration: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × metric (the all-gene metrics and the t-test DE ones)."""
+    rows = calibration[calibration["de_method"].isin(["none", PAPER_DE_METHOD])]
+    rows = rows.drop_duplicates(["dataset", "de_method", "metric"])
+    label = rows["metric"].where(rows["de_method"] == "none", rows["metric"] + " (t-test)")
+    return rows.assign(label=label)
+
+
+def _add_calibration(report: Report, calibration: pd.DataFrame) -> None:
+    if calibration.empty:
+        return
+    by_metric = _calibration_by_metric(calibration)
+    for dataset, part in by_metric.groupby("dataset", sort=True):
+        report.figures[f"calibration_{dataset}"] = (
+            f"Metric calibration: dynamic range fraction, {dataset} (grey: uninformative)",
+            plots.png_bytes(plots.calibration_bars(part, dataset, DRF_GATE)),
+        )
+    columns = ["dataset", "label", "positive_control", "train_mean", "control_mean", "drf",
+               "replicate_win_rate", "p_value", "uninformative"]  # fmt: skip
+    report.tables["metric_calibration"] = (
+        "Metric calibration: replicate, baselines, DRF; uninformative metrics flagged",
+        by_metric.reindex(columns=columns).round(4),
+    )
+
+
+def _headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """Pearson Delta of every model (whole test set, the default protocol), best first."""
+    rows = summary[
+        (summary["subgroup"] == ALL_SUBGROUPS)
+        & (summary["metric"] == "pearson_delta")
+        & summary["protocol"].isin([registry.DEFAULT_PROTOCOL.name, "user", "none"])
+    ]
+    columns = ["dataset", "model", "features", "value", "ci_low", "ci_high",
+               "diff_vs_train_mean", "calibrated_score", "paper_value"]  # fmt: skip
+    rows = rows.sort_values(["dataset", "value"], ascending=[True, False])
+    return rows.reindex(columns=columns).round(4).reset_index(drop=True)
+
+
 def _add_tables(report: Report, inputs: ReportInputs) -> None:
     summary = inputs.summary
+    report.tables[HEADLINE_TABLE] = ("Headline: Pearson Delta per model", _headline(summary))
     if not inputs.overview.empty:
         paper = load_paper_datasets()
         table1 = inputs.overview.join(paper.add_prefix("paper_"), how="left")
@@ -308,6 +361,10 @@ def _html(report: Report, title: str) -> str:
         "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
+    tables = list(report.tables.items())
+    first = [(n, t) for n, t in tables if n == HEADLINE_TABLE]  # the headline before the figures
+    for name, (caption, table) in first:
+        parts.append(f"<h2 id='{name}'>{html.escape(caption)}</h2>{table.to_html(na_rep='')}")
     for name, (caption, png) in report.figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(
@@ -315,7 +372,7 @@ def _html(report: Report, title: str) -> str:
             f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}"
             "</figcaption></figure>"
         )
-    for name, (caption, table) in report.tables.items():
+    for name, (caption, table) in (t for t in tables if t not in first):
         parts.append(f"<h2 id='{name}'>{html.escape(caption)}</h2>{table.to_html(na_rep='')}")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -21,6 +21,7 @@ from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
+    "calibration_bars",
     "cell_counts",
     "coherence_bars",
     "correlation_distributions",
@@ -61,8 +62,12 @@ def _colour_of(groups: pd.Series) -> list[str]:
 
 
 def model_bars(rows: pd.DataFrame, title: str, metric_label: str = "Pearson Delta") -> Figure:
-    """Bars of ``value`` with ``ci_low``/``ci_high`` error bars, one per ``label`` row,
-    coloured by ``group``; black diamonds at ``paper_value`` where present (Fig. 1 B-E)."""
+    """Bars of ``value`` with ``ci_low``/``ci_high`` error bars, one per ``label`` row, sorted
+    by value and coloured by ``group``; Train Mean (``group`` "Train Mean") as a dashed
+    reference line, the noise ceiling (``group`` "noise ceiling") as a band over its CI instead
+    of a bar; black diamonds at ``paper_value`` where present (Fig. 1 B-E)."""
+    ceiling = rows[rows["group"] == "noise ceiling"]
+    rows = rows[rows["group"] != "noise ceiling"].sort_values("value", ascending=False)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(rows) + 1.5), 3.6))
     x = np.arange(len(rows))
     values = rows["value"].to_numpy(float)
@@ -73,6 +78,14 @@ def model_bars(rows: pd.DataFrame, title: str, metric_label: str = "Pearson Delt
     ax.bar(x, values, yerr=np.nan_to_num(errors), color=colours, capsize=2)
     for group, colour in dict(zip(rows["group"], colours, strict=True)).items():
         ax.bar([0], [0], color=colour, label=group)  # a legend entry per model group
+    if not ceiling.empty:
+        top = ceiling.iloc[0]
+        ax.axhspan(top["ci_low"], top["ci_high"], color="0.85", zorder=0,
+                   label=f"noise ceiling {top['value']:.3f}")  # fmt: skip
+    train_mean = rows[rows["group"] == "Train Mean"]
+    if not train_mean.empty:
+        ax.axhline(train_mean["value"].iloc[0], color="black", linestyle="--", linewidth=1,
+                   label=f"Train Mean {train_mean['value'].iloc[0]:.3f}")  # fmt: skip
     if "paper_value" in rows and rows["paper_value"].notna().any():
         ax.scatter(x, rows["paper_value"], marker="D", color="black", zorder=3, s=18, label="paper")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
@@ -81,6 +94,28 @@ def model_bars(rows: pd.DataFrame, title: str, metric_label: str = "Pearson Delt
     ax.set_title(title)
     low = np.nanmin(np.concatenate([values, [0.0]]))
     ax.set_ylim(min(0.0, low - 0.05), 1.0)
+    return fig
+
+
+def calibration_bars(table: pd.DataFrame, title: str, gate: float) -> Figure:
+    """Dynamic range fraction per metric (``label``), the gate as a dashed line; metrics
+    flagged ``uninformative`` are grey and hatched."""
+    table = table.sort_values("drf", ascending=False)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(table) + 1.5), 3.6))
+    x = np.arange(len(table))
+    flagged = table["uninformative"].to_numpy(bool)
+    ax.bar(x, np.nan_to_num(table["drf"].to_numpy(float)),
+           color=np.where(flagged, "0.7", PALETTE[0]), hatch=None)  # fmt: skip
+    for i in np.flatnonzero(flagged):
+        ax.bar([x[i]], [np.nan_to_num(table["drf"].iloc[i])], color="0.7", hatch="//")
+    ax.axhline(gate, color="black", linestyle="--", linewidth=1, label=f"gate {gate}")
+    ax.bar([0], [0], color=PALETTE[0], label="informative")
+    ax.bar([0], [0], color="0.7", hatch="//", label="uninformative")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    ax.set_xticks(x, table["label"], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("dynamic range fraction")
+    ax.set_ylim(min(0.0, np.nanmin(np.append(table["drf"].to_numpy(float), 0)) - 0.05), 1.05)
+    ax.set_title(title)
     return fig
 
 

@@ -251,6 +251,7 @@ def diversity_overview(
         "dataset_diversity": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
         "embedding_coherence": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
         "diversity_sweep_summary": dg.AssetIn(metadata=_OPTIONAL),
+        "metric_calibration": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
     },
     description="The paper's figures and tables (Fig. 1 B-E, Fig. 2 A-E, Supp. Figs 1-2, Supp. "
     "Tables 1-3) redrawn from the assets, with our extras, as PNGs, CSVs and one "
@@ -263,6 +264,7 @@ def benchmark_report(
     dataset_diversity: dict[str, ad.AnnData] | None,
     embedding_coherence: dict[str, pd.DataFrame] | None,
     diversity_sweep_summary: pd.DataFrame | None,
+    metric_calibration: dict[str, pd.DataFrame] | None,
 ) -> dg.Output[dict]:
     inputs = ReportInputs(
         summary=benchmark_summary,
@@ -270,12 +272,19 @@ def benchmark_report(
         correlations=_correlations(dataset_diversity or {}),
         coherence=_first_coherence(embedding_coherence),
         sweep=diversity_sweep_summary if diversity_sweep_summary is not None else pd.DataFrame(),
+        calibration=_by_dataset(metric_calibration),
     )
     report = build_report(inputs)
     path = write_report(report, data_sources.root / "reports")
     meta = {"report": dg.MetadataValue.path(str(path)), "n_figures": len(report.figures)}
     meta |= {name: figure(png, title) for name, (title, png) in report.figures.items()}
     return dg.Output({"path": str(path), "figures": sorted(report.figures)}, metadata=meta)
+
+
+def _by_dataset(tables: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
+    """Per-dataset tables in one, with a ``dataset`` column (empty without any)."""
+    parts = [t.assign(dataset=d) for d, t in sorted((tables or {}).items()) if not t.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _correlations(tables: dict[str, ad.AnnData]) -> dict[str, tuple[pd.DataFrame, int]]:

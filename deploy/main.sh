@@ -9,13 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 DATASET="${1:-synthetic}"
-# Hash the user's files first (embeddings, GO file, checkpoint, predictions), as the hourly
-# schedule does, so the lineage audit shows which file versions the run read.
-perturb-assets run observe_input_files
-perturb-assets run main_job --partition "$DATASET"
-if [ "$DATASET" = synthetic ]; then
-  perturb-assets run foundation_job --partition synthetic --config deploy/configs/foundation_tiny.yaml
-fi
-perturb-assets run diversity_sweep_job --all-partitions --missing-only
-perturb-assets run benchmark_summary_job
-perturb-assets summary --dataset "$DATASET"
+# One process for every job (observe the input files, main_job, the tiny foundation models for
+# synthetic, the missing sweep levels, benchmark_summary_job) and the headline table: the same
+# as running each with `perturb-assets run`, without a start-up per job.
+perturb-assets main "$DATASET"

@@ -8,6 +8,9 @@ list-datasets       print the dataset partitions (built-in and user)
 fetch NAME          download and unpack a built-in GEARS dataset into the data root
 run JOB             run a job of the code location on $DAGSTER_HOME's instance, one line per step,
                     with the executor of $PERTURB_ASSETS_EXECUTOR (see ``perturb_assets.config``)
+main [DATASET]      what deploy/main.sh runs, in one process: observe the input files, the main
+                    job, the tiny foundation models (synthetic), missing sweep levels, the
+                    summary job and the headline table
 summary             print a dataset's headline table (ours beside the paper's) and the report path
 hashes              print the content sha256 of every stored value, or compare them with a
                     saved list (two runs, two roots or two code versions hold the same bytes)
@@ -147,6 +150,20 @@ def _run_partitions(args: argparse.Namespace, job, instance) -> list[str | None]
 
 
 def _run(args: argparse.Namespace) -> int:
+    select = [k.strip() for k in args.select.split(",")] if args.select else None
+    return _run_job(args.job, args.partition, args.all_partitions, args.missing_only,
+                    args.config, select)  # fmt: skip
+
+
+def _run_job(
+    job_name: str,
+    partition: str | None = None,
+    all_partitions: bool = False,
+    missing_only: bool = False,
+    config_path: str | Path | None = None,
+    select: list[str] | None = None,
+) -> int:
+    """Run one job (per partition, as asked) with one console line per step; 0 on success."""
     import tempfile
     import time
 
@@ -156,37 +173,70 @@ def _run(args: argparse.Namespace) -> int:
     from perturb_assets.definitions import defs
     from perturb_assets.defs.partitions import register_datasets
 
-    job = defs.resolve_job_def(args.job)
+    job = defs.resolve_job_def(job_name)
     instance = dg.DagsterInstance.get()
     # Dataset partitions are dynamic: a dataset on disk gets its partition before its first run.
     register_datasets(instance)
-    if args.partition and not job.partitions_def.has_partition_key(
-        args.partition, dynamic_partitions_store=instance
+    if partition and not job.partitions_def.has_partition_key(
+        partition, dynamic_partitions_store=instance
     ):
-        print(f"error: {args.job} has no partition {args.partition!r}", file=sys.stderr)
+        print(f"error: {job_name} has no partition {partition!r}", file=sys.stderr)
         return 2
-    config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    select = [k.strip() for k in args.select.split(",")] if args.select else None
+    config = yaml.safe_load(Path(config_path).read_text()) if config_path else {}
     total = _step_count(job, select)
-    for partition in _run_partitions(args, job, instance):
-        label = f" {partition}" if partition else ""
-        print(f"[run] {args.job}{label}: {total} steps", file=sys.stderr, flush=True)
+    wanted = argparse.Namespace(partition=partition, all_partitions=all_partitions,
+                                missing_only=missing_only)  # fmt: skip
+    for key in _run_partitions(wanted, job, instance):
+        label = f" {key}" if key else ""
+        print(f"[run] {job_name}{label}: {total} steps", file=sys.stderr, flush=True)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="perturb_run_") as scratch:
             # the one-line-per-step console logger, counting steps across step processes
             console = {"total_steps": total, "tally": str(Path(scratch) / "finished_steps")}
             run_config = {**config, "loggers": {"console": {"config": console}}}
-            ok = _execute(args.job, partition, run_config, select)
+            ok = _execute(job_name, key, run_config, select)
         seconds = time.perf_counter() - started
         if not ok:
             print(
-                f"error: {args.job}{label} failed after {seconds:.1f} s; the FAIL line above "
+                f"error: {job_name}{label} failed after {seconds:.1f} s; the FAIL line above "
                 "says why, the run in the UI has the full log",
                 file=sys.stderr,
             )
             return 1
-        print(f"[run] {args.job}{label}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"[run] {job_name}{label}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
     return 0
+
+
+#: The tiny foundation-model configuration ``main`` uses for ``synthetic``.
+TINY_FOUNDATION_CONFIG = Path(__file__).resolve().parents[1] / "deploy/configs/foundation_tiny.yaml"
+
+
+def _main_pipeline(args: argparse.Namespace) -> int:
+    """``perturb-assets main [DATASET]``: what ``deploy/main.sh`` runs, in one process (each
+    ``perturb-assets`` start-up costs seconds of imports)."""
+    import time
+
+    started = time.perf_counter()
+    steps = [
+        # Hash the user's files first (embeddings, GO file, checkpoint, predictions), as the
+        # hourly schedule does, so the lineage audit shows which file versions the run read.
+        ("observe_input_files", {}),
+        ("main_job", {"partition": args.dataset}),
+    ]
+    if args.dataset == "synthetic":  # on a real dataset the foundation models need a GPU
+        steps.append(("foundation_job", {"partition": "synthetic",
+                                         "config_path": args.foundation_config}))  # fmt: skip
+    steps += [
+        ("diversity_sweep_job", {"all_partitions": True, "missing_only": True}),
+        ("benchmark_summary_job", {}),
+    ]
+    for job_name, options in steps:
+        code = _run_job(job_name, **options)
+        if code:
+            return code
+    code = _summary(argparse.Namespace(dataset=args.dataset))
+    print(f"[main] all jobs done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return code
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -306,6 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--all-partitions", action="store_true", help="every partition in turn")
     run.add_argument("--missing-only", action="store_true", help="skip materialised partitions")
     run.add_argument("--config", default=None, help="run config YAML (ops: ...)")
+    pipeline = sub.add_parser(
+        "main",
+        help="what deploy/main.sh runs, in one process: observe the input files, the main job, "
+        "the tiny foundation models (synthetic only), the missing sweep levels, the summary "
+        "job and the headline table",
+    )
+    pipeline.add_argument("dataset", nargs="?", default="synthetic")
+    pipeline.add_argument(
+        "--foundation-config",
+        default=str(TINY_FOUNDATION_CONFIG),
+        help="run config of the foundation job for synthetic (default: the tiny one)",
+    )
     summary = sub.add_parser("summary", help="print a dataset's headline table")
     summary.add_argument("--dataset", default="synthetic")
     gc = sub.add_parser("gc", help="clean up after killed runs")
@@ -340,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "list-datasets": _list_datasets,
         "fetch": _fetch,
         "run": _run,
+        "main": _main_pipeline,
         "summary": _summary,
         "lineage": _lineage,
         "gc": _gc,

@@ -444,3 +444,17 @@ def test_gears_selection_pearson_delta_equals_scipy_per_condition():
     assert pearson_delta(result, ctrl) == pytest.approx(expected, rel=1e-12)
     pred[conditions == "A+B"] = ctrl  # a constant predicted change: pearsonr is undefined
     assert np.isnan(pearson_delta(result, ctrl))
+
+
+def test_tiny_gears_uses_a_capped_random_subset_of_each_conditions_cells(data):
+    _, adata, _, _ = data
+    capped = gears_model._subsample_cells(adata, 5, seed=0)
+    counts = capped.obs["condition"].astype(str).value_counts()
+    full = adata.obs["condition"].astype(str).value_counts()
+    assert set(counts.index) == set(full.index)  # no condition lost
+    assert counts.drop("ctrl").max() <= 5 and counts["ctrl"] == min(50, full["ctrl"])
+    assert capped.obs_names.isin(adata.obs_names).all()
+    assert list(capped.obs_names) == [n for n in adata.obs_names if n in set(capped.obs_names)]
+    tiny = gears_model.GearsSettings().resolved("synthetic")
+    assert tiny.preset == "tiny" and tiny.max_cells_per_condition == 20
+    assert gears_model.GearsSettings().resolved("norman").max_cells_per_condition is None

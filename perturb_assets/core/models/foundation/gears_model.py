@@ -87,7 +87,7 @@ _LIKE = {
 }  # fmt: skip
 #: ``synthetic`` (the CPU test dataset): small and fast; keeps the variant's selection.
 _TINY = {"epochs": 2, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3,
-         "weight_decay": 5e-4, "hidden_size": 16}  # fmt: skip
+         "weight_decay": 5e-4, "hidden_size": 16, "max_cells_per_condition": 20}  # fmt: skip
 TINY_DATASETS = ("synthetic",)
 GEARS_PRESETS = ("cell_gears", "paper_scfoundation", "tiny")
 
@@ -114,6 +114,12 @@ class GearsSettings:
         "auto", doc="the kept epoch: lowest val top-20-DE MSE or highest val Pearson Delta"
     )
     seed: int = setting(1, doc="seed of the weights and the batches")
+    max_cells_per_condition: int | None = setting(
+        None,
+        ge=1,
+        doc="use at most this many cells per perturbation (10x as many control cells), a "
+        "random subset, before cell-gears builds one graph per cell (None: all, as cell-gears)",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -275,6 +281,8 @@ def train_gears(
     if warning:
         log(f"WARNING: {warning}")
     adata, split, dropped = _drop_conditions_without_go(adata, split, gene2go, log)
+    if settings.max_cells_per_condition is not None:
+        adata = _subsample_cells(adata, settings.max_cells_per_condition, settings.seed)
     _seed(settings.seed)
     with tempfile.TemporaryDirectory(prefix="gears_") as workdir:
         epoch_log = _EpochLog(log)
@@ -314,6 +322,19 @@ def _drop_conditions_without_go(
               "n_test_conditions_without_go": len(missing_test),
               "conditions_without_go": ", ".join(missing) or "none"}  # fmt: skip
     return adata[keep].copy(), split.drop(index=missing, errors="ignore"), report
+
+
+def _subsample_cells(adata: AnnData, per_condition: int, seed: int) -> AnnData:
+    """At most ``per_condition`` random cells of each perturbation and ten times as many
+    control cells (the inputs every perturbed cell is paired with), in their original order."""
+    rng = np.random.default_rng(seed)
+    conditions = adata.obs["condition"].astype(str).to_numpy()
+    keep = []
+    for condition in pd.unique(conditions):
+        rows = np.flatnonzero(conditions == condition)
+        cap = per_condition * (10 if condition == CONTROL else 1)
+        keep.append(rng.choice(rows, cap, replace=False) if rows.size > cap else rows)
+    return adata[np.sort(np.concatenate(keep))].copy()
 
 
 def _fit(

@@ -102,3 +102,34 @@ def test_run_refuses_an_oversubscribed_budget_before_starting(home):
     )
     assert done.returncode != 0
     assert "PERTURB_ASSETS_MAX_CONCURRENT=3 exceeds PERTURB_ASSETS_CORES=2" in done.stderr
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "norman"])
+def test_main_runs_main_shs_jobs_in_order_in_one_process(monkeypatch, dataset):
+    from perturb_assets import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_run_job", lambda job, **options: calls.append((job, options)) or 0)
+    monkeypatch.setattr(cli, "_summary", lambda args: calls.append(("summary", args.dataset)) or 0)
+    assert cli.main(["main", dataset]) == 0
+    jobs = [job for job, _ in calls]
+    expected = ["observe_input_files", "main_job", "foundation_job", "diversity_sweep_job",
+                "benchmark_summary_job", "summary"]  # fmt: skip
+    if dataset != "synthetic":  # the foundation models need a GPU on a real dataset
+        expected.remove("foundation_job")
+    assert jobs == expected
+    options = dict(calls)
+    assert options["main_job"] == {"partition": dataset}
+    assert options["diversity_sweep_job"] == {"all_partitions": True, "missing_only": True}
+    if dataset == "synthetic":
+        config = Path(options["foundation_job"]["config_path"])
+        assert config.name == "foundation_tiny.yaml" and config.exists()
+
+
+def test_main_stops_at_the_first_failing_job(monkeypatch):
+    from perturb_assets import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_run_job", lambda job, **o: calls.append(job) or (job == "main_job"))
+    assert cli.main(["main"]) == 1
+    assert calls == ["observe_input_files", "main_job"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["KNOWN_WARNINGS", "KnownWarning", "ignore_known_warnings"]
+__all__ = ["KNOWN_WARNINGS", "KnownWarning", "ignore_known_warnings", "filterwarnings_lines"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
         "changes are not used here (metrics come from perturb_assets.core.metrics)",
         module=r"gears\.inference",
     ),
+    KnownWarning(
+        "builtins:UserWarning",
+        "'data.DataLoader' is deprecated",
+        "cell-gears 0.1.2 imports torch_geometric's old alias of the same DataLoader class",
+        module=r"gears\.pertdata",
+    ),
 )
 
 
@@ -71,3 +77,14 @@ def ignore_known_warnings() -> None:
             category=_category(known.category),
             module=known.module,
         )
+
+
+def filterwarnings_lines() -> list[str]:
+    """:data:`KNOWN_WARNINGS` as pytest ``filterwarnings`` lines. pytest restores the warning
+    filters around collection and around each test, so filters installed while ``conftest`` is
+    imported would be gone by the time a test runs; these lines apply inside every test."""
+    lines = []
+    for known in KNOWN_WARNINGS:
+        module, _, name = known.category.partition(":")
+        lines.append(f"ignore:{known.message}:{module}.{name}:{known.module}")
+    return lines

@@ -4,11 +4,56 @@ from __future__ import annotations
 
 import pytest
 
-from perturb_assets.known_warnings import ignore_known_warnings
+from perturb_assets.known_warnings import filterwarnings_lines, ignore_known_warnings
 
-# Installed before any test: pytest copies these filters into each test's warning capture, so
-# the suite's summary lists only warnings nobody has judged harmless yet.
+# For code run outside a test (collection, session fixtures' imports).
 ignore_known_warnings()
+
+
+def pytest_configure(config):
+    """The known warnings as filterwarnings lines, applied inside every test, so the suite's
+    summary lists only warnings nobody has judged harmless yet."""
+    for line in filterwarnings_lines():
+        config.addinivalue_line("filterwarnings", line)
+
+
+#: The simulated dataset of the end-to-end tests: big enough for the prior-knowledge signal to
+#: show, small enough for CI.
+SYNTHETIC_SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3,
+                 "seed": 0}  # fmt: skip
+SWEEP_SIM = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 40}
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory):
+    """The main job on ``SYNTHETIC_SIM``, two sweep levels, then the cross-dataset tables and
+    the report, once per session: (data root, instance, the main job's result). Tests read it;
+    none may change it."""
+    import dagster as dg
+
+    import perturb_assets.defs
+    from perturb_assets.defs.partitions import instance_with_datasets
+    from perturb_assets.defs.resources import build_resources
+
+    root = tmp_path_factory.mktemp("synthetic_run")
+    defs = dg.Definitions.merge(
+        dg.load_defs(perturb_assets.defs), dg.Definitions(resources=build_resources(root))
+    )
+    instance = instance_with_datasets()
+    main = defs.resolve_job_def("main_job").execute_in_process(
+        partition_key="synthetic", instance=instance,
+        run_config={"ops": {"raw_dataset": {"config": SYNTHETIC_SIM}}},
+    )  # fmt: skip
+    assert main.success
+    sweep = defs.resolve_job_def("diversity_sweep_job")
+    for level in ("0.00", "1.00"):
+        config = {"ops": {"diversity_sweep": {"config": SWEEP_SIM}}}
+        assert sweep.execute_in_process(
+            partition_key=level, instance=instance, run_config=config
+        ).success
+    summary = defs.resolve_job_def("benchmark_summary_job").execute_in_process(instance=instance)
+    assert summary.success
+    return root, instance, main
 
 
 @pytest.fixture(autouse=True)

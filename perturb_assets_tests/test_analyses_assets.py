@@ -5,41 +5,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-import perturb_assets.defs
 from perturb_assets.core.evaluation import CEILING_MODEL
 from perturb_assets.core.io import VersionedStore
 from perturb_assets.core.models import GO_FEATURES, RANDOM_FOREST_GO, TRAIN_MEAN
-from perturb_assets.defs.partitions import instance_with_datasets
-from perturb_assets.defs.resources import build_resources
 
-SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
-SWEEP = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 40}
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """The main job on synthetic, two sweep levels, then the cross-dataset tables and report."""
-    root = tmp_path_factory.mktemp("analyses")
-    defs = dg.Definitions.merge(
-        dg.load_defs(perturb_assets.defs), dg.Definitions(resources=build_resources(root))
-    )
-    instance = instance_with_datasets()
-    main = defs.resolve_job_def("main_job").execute_in_process(
-        partition_key="synthetic", instance=instance,
-        run_config={"ops": {"raw_dataset": {"config": SIM}}},
-    )  # fmt: skip
-    assert main.success
-    sweep = defs.resolve_job_def("diversity_sweep_job")
-    for level in ("0.00", "1.00"):
-        config = {"ops": {"diversity_sweep": {"config": SWEEP}}}
-        assert sweep.execute_in_process(
-            partition_key=level, instance=instance, run_config=config
-        ).success
-    assert (
-        defs.resolve_job_def("benchmark_summary_job").execute_in_process(instance=instance).success
-    )
-    return root, instance, main
+def run(synthetic_run):
+    """The main job on synthetic, two sweep levels, then the cross-dataset tables and report
+    (the session's shared run, conftest.py)."""
+    return synthetic_run
 
 
 def _metadata(instance, key: str, partition: str | None = "synthetic") -> dict:

@@ -1,11 +1,9 @@
 """End-to-end on synthetic data: features → every baseline model → metrics → summary."""
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-import perturb_assets.defs
 from perturb_assets.core.evaluation import ALL_SUBGROUPS, CEILING_MODEL, attach_paper_values
 from perturb_assets.core.io import VersionedStore
 from perturb_assets.core.metrics import DISCRIMINATION_METRICS, ERROR_METRICS
@@ -16,41 +14,13 @@ from perturb_assets.core.models import (
     load_model,
     predictors,
 )
-from perturb_assets.defs.jobs import MAIN_SELECTION
-from perturb_assets.defs.metrics import assets as metrics_assets
-from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
-
-# Big enough for the prior-knowledge signal to show, small enough for CI.
-SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_fraction": 0.3, "seed": 0}
-ASSETS = list(dg.load_defs(perturb_assets.defs).assets)
-
-
-def _resources(root):
-    return build_resources(root)
 
 
 @pytest.fixture(scope="module")
-def materialised(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    instance = instance_with_datasets()
-    result = dg.materialize(
-        ASSETS,
-        selection=MAIN_SELECTION,
-        partition_key="synthetic",
-        instance=instance,
-        resources=_resources(root),
-        run_config={"ops": {"raw_dataset": {"config": SIM}}},
-    )
-    assert result.success
-    summary = dg.materialize(
-        ASSETS,
-        selection=[metrics_assets.benchmark_summary],
-        instance=instance,
-        resources=_resources(root),
-    )
-    assert summary.success
-    return root
+def materialised(synthetic_run):
+    """The data root of the session's shared main-job run (conftest.py)."""
+    return synthetic_run[0]
 
 
 def _metrics(root) -> pd.DataFrame:

@@ -31,10 +31,10 @@ main_job = dg.define_asset_job(
 foundation_job = dg.define_asset_job(
     "foundation_job",
     selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint"))
-    | dg.AssetSelection.assets("metrics", "metrics_per_condition"),
+    | dg.AssetSelection.assets("metrics", "metrics_per_condition", "genetic_interactions"),
     partitions_def=dataset_partitions,
     description="Train scGPT, GEARS and GEARS + scFoundation embeddings on one dataset "
-    "partition (on a GPU when present) and rescore it.",
+    "partition (on a GPU when present) and rescore it (metrics and genetic interactions).",
 )
 
 # The cross-dataset tables and the report, over whichever partitions are materialised.

@@ -3,7 +3,9 @@
 - ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
   values beside ours;
 - ``ceiling``: the split-half noise ceiling;
-- ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup."""
+- ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup;
+- ``interactions``: genetic interactions of the test doubles (non-additivity, Norman's classes)
+  and how well each model predicts them, against the additive expectation."""
 
 from perturb_assets.core.evaluation.benchmark import (
     ALL_SUBGROUPS,
@@ -38,6 +40,18 @@ from perturb_assets.core.evaluation.coverage import (
     gears_covered_conditions,
     prediction_coverage,
 )
+from perturb_assets.core.evaluation.interactions import (
+    INTERACTION_CLASSES,
+    INTERACTION_COLUMNS,
+    INTERACTION_TOLERANCE,
+    double_perturbations,
+    interaction_class_counts,
+    interaction_classes,
+    interaction_coefficients,
+    interaction_summary,
+    interaction_table,
+    single_deltas,
+)
 
 __all__ = [
     "ALL_SUBGROUPS",
@@ -46,23 +60,33 @@ __all__ = [
     "GEARS_COVERED",
     "GEARS_MODELS",
     "HEADLINE_METRICS",
+    "INTERACTION_CLASSES",
+    "INTERACTION_COLUMNS",
+    "INTERACTION_TOLERANCE",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
     "attach_paper_values",
     "combine_datasets",
     "de_lists_by_metric",
     "de_method_lists",
+    "double_perturbations",
     "dynamic_range",
     "evaluate_models",
     "gears_covered_conditions",
     "headline_table",
     "headline_with_paper",
+    "interaction_class_counts",
+    "interaction_classes",
+    "interaction_coefficients",
+    "interaction_summary",
+    "interaction_table",
     "load_paper_metrics",
     "model_metrics",
     "noise_ceiling",
     "pearson_delta_by_dataset",
     "per_condition_metrics",
     "prediction_coverage",
+    "single_deltas",
     "split_half_means",
     "summarise",
     "target_columns",

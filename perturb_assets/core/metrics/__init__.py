@@ -25,6 +25,7 @@ from perturb_assets.core.metrics.perturbation import (
 )
 from perturb_assets.core.metrics.statistics import (
     bootstrap_ci,
+    bootstrap_ratio_ci,
     paired_comparison,
     subgroup_summary,
     summarise_metrics,
@@ -37,6 +38,7 @@ __all__ = [
     "ERROR_METRICS",
     "METRICS",
     "bootstrap_ci",
+    "bootstrap_ratio_ci",
     "discrimination_scores",
     "error_metrics",
     "evaluate_predictions",

@@ -65,6 +65,7 @@ INTERACTION_CLASSES = ("synergy", "suppression", "additive")
 #: Half-width of the ``additive`` band of the normalised magnitude: 0.2 keeps the regression
 #: dilution of noisy single deltas (which pulls c1, c2 towards 0) from reading as suppression.
 INTERACTION_TOLERANCE = 0.2
+_ROUND_OFF = 1e-9  # log-expression units
 _COEF_COLUMNS = ("c1", "c2", "magnitude", "normalised_magnitude", "dominance", "class")
 INTERACTION_COLUMNS = [
     "dataset", "model", "features", "protocol", "condition", "gene_a", "gene_b", "subgroup",
@@ -165,6 +166,9 @@ def _model_rows(pred, truth, doubles, deltas, ctrl, true_classes, tolerance) -> 
     additive = ctrl + delta_a + delta_b
     observed = truth.loc[keep].to_numpy() - additive
     predicted = pred.loc[keep].reindex(columns=truth.columns).to_numpy(np.float64) - additive
+    # The additive model's ctrl + δA + δB, summed in another order, differs by round-off only:
+    # that is no predicted interaction (and must not get a Pearson correlation).
+    predicted[np.abs(predicted) < _ROUND_OFF] = 0.0
     coef = interaction_coefficients(delta_a, delta_b, predicted + delta_a + delta_b)
     pred_classes = interaction_classes(coef, tolerance).add_prefix("pred_")
     mse = np.mean((predicted - observed) ** 2, axis=1)

@@ -27,7 +27,7 @@ double × model in milliseconds. GEARS' Theil–Sen fit works because it first r
 to a few hundred responding genes.
 
 A model is scored against the additive expectation as in Ahlmann-Eltze et al. 2025 (Nature
-Methods 22:1657): its mean error over the doubles divided by the additive expectation's, with a
+Methods): its mean error over the doubles divided by the additive expectation's, with a
 paired bootstrap 95% CI; it *beats additive* only when the whole interval lies below 1.
 """
 
@@ -52,13 +52,13 @@ __all__ = [
     "INTERACTION_CLASSES",
     "INTERACTION_COLUMNS",
     "INTERACTION_TOLERANCE",
+    "double_perturbations",
     "interaction_class_counts",
     "interaction_classes",
     "interaction_coefficients",
     "interaction_summary",
     "interaction_table",
     "single_deltas",
-    "double_perturbations",
 ]
 
 INTERACTION_CLASSES = ("synergy", "suppression", "additive")

@@ -23,6 +23,7 @@ SCGPT_CHAIN = {
     *(f"{m}_scgpt_predictions" for m in ("random_forest", "elastic_net", "knn", "linear_pca")),
     "metrics",
     "metrics_per_condition",
+    "genetic_interactions",
 }
 
 

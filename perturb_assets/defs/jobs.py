@@ -28,7 +28,13 @@ main_job = dg.define_asset_job(
 )
 
 # The metrics and every per-dataset table computed from them (calibration, robustness, ...).
-RESCORE = dg.AssetSelection.assets("metrics", "metrics_per_condition").downstream() - CROSS_DATASET
+# (genetic_interactions reads the predictions themselves, so it is named too.)
+RESCORE = (
+    dg.AssetSelection.assets(
+        "metrics", "metrics_per_condition", "genetic_interactions"
+    ).downstream()
+    - CROSS_DATASET
+)
 
 # The foundation models (GPU-tagged, `gpu` pool) and the metrics that score them.
 foundation_job = dg.define_asset_job(
@@ -36,7 +42,7 @@ foundation_job = dg.define_asset_job(
     selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint")) | RESCORE,
     partitions_def=dataset_partitions,
     description="Train scGPT, GEARS and GEARS + scFoundation embeddings on one dataset "
-    "partition (on a GPU when present) and rescore it.",
+    "partition (on a GPU when present) and rescore it (metrics and genetic interactions).",
 )
 
 # The cross-dataset tables and the report, over whichever partitions are materialised.

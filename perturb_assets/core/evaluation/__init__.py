@@ -4,7 +4,9 @@
   values beside ours;
 - ``ceiling``: the split-half noise ceiling;
 - ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup;
-- ``calibration``: calibrated scores, dynamic range fractions, uninformative metrics."""
+- ``calibration``: calibrated scores, dynamic range fractions, uninformative metrics;
+- ``interactions``: genetic interactions of the test doubles (non-additivity, Norman's classes)
+  and how well each model predicts them, against the additive expectation."""
 
 from perturb_assets.core.evaluation.benchmark import (
     ALL_SUBGROUPS,
@@ -49,6 +51,18 @@ from perturb_assets.core.evaluation.coverage import (
     gears_covered_conditions,
     prediction_coverage,
 )
+from perturb_assets.core.evaluation.interactions import (
+    INTERACTION_CLASSES,
+    INTERACTION_COLUMNS,
+    INTERACTION_TOLERANCE,
+    double_perturbations,
+    interaction_class_counts,
+    interaction_classes,
+    interaction_coefficients,
+    interaction_summary,
+    interaction_table,
+    single_deltas,
+)
 
 __all__ = [
     "ALL_SUBGROUPS",
@@ -57,17 +71,26 @@ __all__ = [
     "GEARS_COVERED",
     "GEARS_MODELS",
     "HEADLINE_METRICS",
+    "INTERACTION_CLASSES",
+    "INTERACTION_COLUMNS",
+    "INTERACTION_TOLERANCE",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
     "attach_paper_values",
     "combine_datasets",
     "de_lists_by_metric",
     "de_method_lists",
+    "double_perturbations",
     "dynamic_range",
     "evaluate_models",
     "gears_covered_conditions",
     "headline_table",
     "headline_with_paper",
+    "interaction_class_counts",
+    "interaction_classes",
+    "interaction_coefficients",
+    "interaction_summary",
+    "interaction_table",
     "load_paper_metrics",
     "model_metrics",
     "noise_ceiling",
@@ -75,6 +98,7 @@ __all__ = [
     "per_condition_metrics",
     "score_frames",
     "prediction_coverage",
+    "single_deltas",
     "split_half_means",
     "summarise",
     "target_columns",

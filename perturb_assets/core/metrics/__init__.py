@@ -31,6 +31,7 @@ from perturb_assets.core.metrics.perturbation import (
 )
 from perturb_assets.core.metrics.statistics import (
     bootstrap_ci,
+    bootstrap_ratio_ci,
     paired_comparison,
     subgroup_summary,
     summarise_metrics,
@@ -44,6 +45,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "METRICS",
     "bootstrap_ci",
+    "bootstrap_ratio_ci",
     "discrimination_scores",
     "error_metrics",
     "evaluate_predictions",

@@ -15,6 +15,7 @@ import pandas as pd
 
 __all__ = [
     "bootstrap_ci",
+    "bootstrap_ratio_ci",
     "paired_comparison",
     "subgroup_summary",
     "summarise_metrics",
@@ -76,6 +77,48 @@ def bootstrap_ci(
     means = _boot_means(v, n_boot, seed)
     low, high = np.quantile(means, [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
     return (float(v.mean()), float(low), float(high))
+
+
+def bootstrap_ratio_ci(
+    numerator: Iterable[float] | np.ndarray | pd.Series,
+    denominator: Iterable[float] | np.ndarray | pd.Series,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Ratio of two means over the same conditions and its percentile-bootstrap interval.
+
+    ``mean(numerator) / mean(denominator)``, e.g. a model's mean error over the additive
+    model's on the same conditions. Conditions are resampled as pairs (the same draws for both
+    means, as :func:`bootstrap_ci` draws them), so the interval reflects the paired design.
+
+    Parameters
+    ----------
+    numerator, denominator
+        Per-condition values of equal length; a condition is dropped when either is NaN.
+    n_boot, ci, seed
+        As in :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    tuple of float
+        ``(ratio, low, high)``; all NaN when no pair is left or the denominator's mean is 0.
+    """
+    _check_boot(n_boot, ci)
+    num = np.asarray(numerator, dtype=np.float64).ravel()
+    den = np.asarray(denominator, dtype=np.float64).ravel()
+    if num.shape != den.shape:
+        raise ValueError(f"numerator has {num.size} values, denominator {den.size}")
+    keep = ~(np.isnan(num) | np.isnan(den))
+    num, den = num[keep], den[keep]
+    if num.size == 0 or den.mean() == 0:
+        return (np.nan, np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, num.size, size=(n_boot, num.size))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = num[draws].mean(axis=1) / den[draws].mean(axis=1)
+    low, high = np.nanquantile(ratios, [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
+    return (float(num.mean() / den.mean()), float(low), float(high))
 
 
 def paired_comparison(

@@ -19,7 +19,8 @@ from perturb_assets.defs.resources import ALLOW_MISSING
 GROUP = "metrics"
 # Foundation models and the user's files may not be materialised: those inputs are optional.
 _OPTIONAL = {ALLOW_MISSING: True}
-_PREDICTION_INS = {
+#: Every prediction asset as an input (also of `genetic_interactions`).
+PREDICTION_INS = {
     **{p.name: dg.AssetIn(p.name) for p in registry.predictors(foundation=False)},
     **{
         p.name: dg.AssetIn(p.name, metadata=_OPTIONAL) for p in registry.predictors(foundation=True)
@@ -82,7 +83,7 @@ def noise_ceiling(
         "perturbation_split": dg.AssetIn(),
         "de_genes": dg.AssetIn(),
         "noise_ceiling": dg.AssetIn(),
-        **_PREDICTION_INS,
+        **PREDICTION_INS,
     },
 )
 def metrics(

@@ -24,6 +24,7 @@ SCGPT_CHAIN = {
     "metrics",
     "metrics_per_condition",
     "genetic_interactions",
+    "metric_calibration",
 }
 
 

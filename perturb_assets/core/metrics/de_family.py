@@ -20,7 +20,8 @@ DE tables (:class:`DETable`)
     cell-eval's ``build_base_mean_adata`` treats a mean profile: the predicted cells of a
     condition are its profile repeated as many times as the condition has real cells. A
     constant group has a closed-form U (``n1 * (#ref < v + #ref == v / 2)``) and tie term, so
-    no cell is materialised. The group's mean is the profile itself.
+    no cell is materialised. The group's mean is the profile, rounded as numpy rounds the mean
+    of the repeated cells (float32 data: ulps), so the table is pdex's on those cells.
 
 Metrics (:func:`de_family_metrics`, per condition, under cell-eval's names; "significant" is
 float32 ``fdr < 0.05``, genes are ranked by float32 ``|log2_fold_change|``, descending, ties
@@ -73,6 +74,7 @@ from typing import Any
 import numba
 import numpy as np
 import pandas as pd
+import polars as pl
 from scipy import sparse
 from scipy.stats import false_discovery_control, rankdata
 
@@ -447,13 +449,32 @@ def pseudobulk_de_table(
     if (sizes < 1).any():
         raise ValueError("every condition needs at least one cell")
     control = _Control.from_cells(control_x)
-    values = np.ascontiguousarray(profiles.to_numpy(), dtype=np.float64)
+    raw = profiles.to_numpy()
+    raw = np.ascontiguousarray(raw, dtype=raw.dtype if raw.dtype == np.float32 else np.float64)
+    target_mean = _expm1(_repeated_mean(raw, sizes).ravel()).reshape(raw.shape)
+    values = raw.astype(np.float64)
     statistic = np.empty(values.shape)
     p_value = np.empty(values.shape)
     _constant_tests(values, sizes, control.data, control.indptr, control.zeros, control.ties,
                     statistic, p_value)  # fmt: skip
-    return _table(list(profiles.index), profiles.columns, np.expm1(values), control,
-                  statistic, p_value)  # fmt: skip
+    return _table(list(profiles.index), profiles.columns, target_mean.astype(np.float64),
+                  control, statistic, p_value)  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True)
+def _repeated_mean(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """numpy's ``mean(axis=0)`` of ``sizes[c]`` copies of row c, rounded as numpy rounds it
+    (a sequential sum in the data's dtype, divided in float64), so the predicted fold changes
+    are pdex's on the repeated cells bit for bit."""
+    out = np.empty_like(values)
+    for c in numba.prange(values.shape[0]):
+        n = sizes[c]
+        for j in range(values.shape[1]):
+            total = values[c, j]
+            for _ in range(n - 1):
+                total = total + values[c, j]
+            out[c, j] = np.float64(total) / n
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,41 +482,58 @@ def pseudobulk_de_table(
 # --------------------------------------------------------------------------------------------
 
 
-def _ranked_significant(table: DETable, fdr: float) -> tuple[np.ndarray, list[np.ndarray]]:
+def _ranked_significant(
+    table: DETable, fdr: float
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """Float32 significance mask, and per condition its significant genes ranked by float32
-    ``|lfc|`` descending, ties in gene order (cell-eval's ordinal rank)."""
+    ``|lfc|`` descending: ties in gene order (ours), and in polars' order (cell-eval's
+    ``rank("ordinal", descending=True)``, not a stable sort)."""
     sig = table.fdr.astype(np.float32) < fdr
     magnitude = np.abs(table.log2_fold_change.astype(np.float32))
-    ranked = []
-    for row in range(sig.shape[0]):
-        idx = np.flatnonzero(sig[row])
-        ranked.append(idx[np.argsort(-magnitude[row, idx], kind="stable")])
-    return sig, ranked
+    rows, cols = np.nonzero(sig)  # condition-major, genes in order: cell-eval's row order
+    values = magnitude[rows, cols]
+    bounds = np.searchsorted(rows, np.arange(sig.shape[0] + 1))
+    ours = np.lexsort((cols, -values, rows))
+    ranks = (
+        pl.DataFrame({"target": rows, "value": values})
+        .select(pl.struct("value").rank("ordinal", descending=True).over("target"))
+        .to_series()
+        .to_numpy()
+    )
+    theirs = np.lexsort((ranks, rows))
+    split = [(a, b) for a, b in pairwise(bounds)]
+    return sig, [cols[ours[a:b]] for a, b in split], [cols[theirs[a:b]] for a, b in split]
 
 
-def _overlaps(
-    real: list[np.ndarray], pred: list[np.ndarray], n_genes: int
-) -> dict[str, np.ndarray]:
-    """``overlap_at_*`` and ``precision_at_*`` (ours: NaN where undefined) and the twins."""
-    out: dict[str, np.ndarray] = {}
+def _overlap_values(
+    real: list[np.ndarray], pred: list[np.ndarray], n_genes: int, kind: str, k: int | str
+) -> np.ndarray:
+    """``|top-k real ∩ top-k predicted| / k`` per condition; NaN where ``k`` is 0."""
+    values = np.full(len(real), np.nan)
     mark = np.zeros(n_genes, dtype=bool)
+    for row, (r, p) in enumerate(zip(real, pred, strict=True)):
+        size = r.size if kind == "overlap" else p.size
+        k_eff = size if k == "N" else min(int(k), size)
+        if k_eff:
+            mark[r[:k_eff]] = True
+            values[row] = mark[p[:k_eff]].sum() / k_eff
+            mark[r[:k_eff]] = False
+    return values
+
+
+def _overlaps(real: tuple[list, list], pred: tuple[list, list], n_genes: int) -> dict:
+    """``overlap_at_*`` and ``precision_at_*`` (ours: NaN where undefined, ties in gene order)
+    and their twins (cell-eval's tie order and zeros)."""
+    out: dict[str, np.ndarray] = {}
+    nothing = not any(r.size for r in real[0]) or not any(p.size for p in pred[0])
     for kind in ("overlap", "precision"):
         for k in ("N", *DE_FAMILY_TOP_K):
-            values = np.full(len(real), np.nan)
-            for row, (r, p) in enumerate(zip(real, pred, strict=True)):
-                size = r.size if kind == "overlap" else p.size
-                k_eff = size if k == "N" else min(k, size)
-                if k_eff == 0:
-                    continue
-                mark[r[:k_eff]] = True
-                values[row] = mark[p[:k_eff]].sum() / k_eff
-                mark[r[:k_eff]] = False
-            out[f"{kind}_at_{k}"] = values
-            compat = np.nan_to_num(values, nan=0.0)
-            # cell-eval: 0.0 everywhere when either side has no significant gene at all
-            if not any(r.size for r in real) or not any(p.size for p in pred):
-                compat[:] = 0.0
-            out[f"{kind}_at_{k}_reference_compat"] = compat
+            out[f"{kind}_at_{k}"] = _overlap_values(real[0], pred[0], n_genes, kind, k)
+            compat = _overlap_values(real[1], pred[1], n_genes, kind, k)
+            # cell-eval: 0.0 where undefined, and everywhere when a side has no DE gene at all
+            out[f"{kind}_at_{k}_reference_compat"] = (
+                np.zeros_like(compat) if nothing else np.nan_to_num(compat, nan=0.0)
+            )
     return out
 
 
@@ -589,8 +627,8 @@ def de_family_metrics(real: DETable, pred: DETable, fdr: float = DE_FAMILY_FDR) 
     """
     if not (np.array_equal(real.conditions, pred.conditions) and real.genes.equals(pred.genes)):
         raise ValueError("real and predicted DE tables must share conditions and genes")
-    real_sig, real_ranked = _ranked_significant(real, fdr)
-    pred_sig, pred_ranked = _ranked_significant(pred, fdr)
+    real_sig, *real_ranked = _ranked_significant(real, fdr)
+    pred_sig, *pred_ranked = _ranked_significant(pred, fdr)
     n_real = real_sig.sum(axis=1)
     n_pred = pred_sig.sum(axis=1)
     both = (real_sig & pred_sig).sum(axis=1)

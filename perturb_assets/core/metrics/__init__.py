@@ -19,6 +19,7 @@ from perturb_assets.core.metrics.de_family import (
     DE_FAMILY_FDR,
     DE_FAMILY_METRICS,
     DE_FAMILY_TOP_K,
+    ControlCells,
     DETable,
     de_family_metrics,
     pseudobulk_de_table,
@@ -43,6 +44,7 @@ from perturb_assets.core.metrics.statistics import (
 
 __all__ = [
     "BASE_METRICS",
+    "ControlCells",
     "DE_FAMILY_FDR",
     "DE_FAMILY_METRICS",
     "DE_FAMILY_TOP_K",

@@ -81,6 +81,7 @@ from scipy.stats import false_discovery_control, rankdata
 from perturb_assets.core.pp.de_statistics import _lower_bound, _sorted_reference, _upper_bound
 
 __all__ = [
+    "ControlCells",
     "DE_FAMILY_FDR",
     "DE_FAMILY_METRICS",
     "DE_FAMILY_TOP_K",
@@ -109,6 +110,7 @@ DE_FAMILY_METRICS: tuple[str, ...] = (
     "pr_auc",
     "roc_auc",
 )
+_ROW_FIELDS = ("conditions", "target_mean", "log2_fold_change", "statistic", "p_value", "fdr")
 #: Test-cell values per gene block of the real-side kernel (as float64: ~64 MB).
 _BLOCK_VALUES = 1 << 23
 
@@ -125,6 +127,14 @@ class DETable:
     statistic: np.ndarray
     p_value: np.ndarray
     fdr: np.ndarray
+
+    def select(self, conditions: Sequence[str]) -> DETable:
+        """The rows of ``conditions``, in that order (FDRs are per condition, so unchanged)."""
+        rows = pd.Index(self.conditions).get_indexer(list(conditions))
+        if (rows < 0).any():
+            raise KeyError(f"conditions not in the table: {list(np.asarray(conditions)[rows < 0])}")
+        take = {k: getattr(self, k)[rows] for k in _ROW_FIELDS}
+        return DETable(genes=self.genes, ref_mean=self.ref_mean, **take)
 
     def to_frame(self) -> pd.DataFrame:
         """Long form with pdex's column names (``target``, ``feature``, ...)."""
@@ -284,24 +294,17 @@ def _constant_tests(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Control:
-    """The control cells as the tests need them: sorted values per gene, ties, mean."""
+class ControlCells:
+    """The control cells as the tests need them: every gene's values sorted, its tie term and
+    pdex's pseudobulk mean. Prepare once, test many predictions against it."""
 
-    data: np.ndarray
-    indptr: np.ndarray
-    zeros: np.ndarray
-    ties: np.ndarray
-    bulk: np.ndarray
-
-    @classmethod
-    def from_cells(cls, x: Any) -> _Control:
-        """From a cells × genes matrix of control cells (dense or sparse)."""
-        rows = np.arange(x.shape[0])
-        data, indptr, zeros = _sorted_reference(x, rows)
-        data = np.asarray(data, dtype=np.float64)
-        ties = _reference_ties(data, indptr, np.asarray(zeros, dtype=np.int64))
-        return cls(data, indptr, np.asarray(zeros, np.int64), ties, _pdex_bulk(x))
+    def __init__(self, x: Any) -> None:
+        data, indptr, zeros = _sorted_reference(x, np.arange(x.shape[0]))
+        self.data = np.asarray(data, dtype=np.float64)
+        self.indptr = indptr
+        self.zeros = np.asarray(zeros, dtype=np.int64)
+        self.ties = _reference_ties(self.data, self.indptr, self.zeros)
+        self.bulk = _pdex_bulk(x)
 
 
 def _pdex_bulk(x: Any) -> np.ndarray:
@@ -338,7 +341,7 @@ def _table(
     conditions: Sequence[str],
     genes: pd.Index,
     target_mean: np.ndarray,
-    control: _Control,
+    control: ControlCells,
     statistic: np.ndarray,
     p_value: np.ndarray,
 ) -> DETable:
@@ -395,7 +398,7 @@ def real_de_table(
     genes = pd.Index(genes if genes is not None else range(x.shape[1]))
     if sparse.issparse(x) and x.format != "csr":
         x = sparse.csr_matrix(x)
-    control_stats = _Control.from_cells(x[np.flatnonzero(labels == control)])
+    control_stats = ControlCells(x[np.flatnonzero(labels == control)])
 
     code_of = pd.Series(np.arange(len(conditions)), index=conditions)
     codes = code_of.reindex(labels).fillna(-1).to_numpy(dtype=np.int64)
@@ -437,7 +440,8 @@ def pseudobulk_de_table(
         Cells per condition (a Series indexed by condition, or in ``profiles``' row order):
         the size of the condition's real group.
     control_x
-        Cells × genes real control cells (numpy or scipy sparse), columns as ``profiles``.
+        Cells × genes real control cells (numpy or scipy sparse), columns as ``profiles``, or
+        :class:`ControlCells` of them (prepared once for several models).
 
     Returns
     -------
@@ -448,7 +452,7 @@ def pseudobulk_de_table(
     sizes = np.asarray(n_cells, dtype=np.int64)
     if (sizes < 1).any():
         raise ValueError("every condition needs at least one cell")
-    control = _Control.from_cells(control_x)
+    control = control_x if isinstance(control_x, ControlCells) else ControlCells(control_x)
     raw = profiles.to_numpy()
     raw = np.ascontiguousarray(raw, dtype=raw.dtype if raw.dtype == np.float32 else np.float64)
     target_mean = _expm1(_repeated_mean(raw, sizes).ravel()).reshape(raw.shape)

@@ -324,17 +324,20 @@ def _expm1(x: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, parallel=True)
-def _lfc_row(x: np.ndarray, y: np.ndarray, epsilon: float = 0.0) -> np.ndarray:  # pragma: no cover
-    """pdex's ``log2_fold_change`` kernel, verbatim, so its rounding is the same."""
-    lfc = np.log2((x + epsilon) / (y + epsilon))
-    lfc[np.isnan(lfc)] = 0.0
-    return lfc
+def _lfc_matrix(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """pdex's ``log2_fold_change`` (``epsilon=0``) of every row of ``x`` against ``y``, element
+    by element with the same scalar ``log2``, so its rounding is pdex's."""
+    out = np.empty(x.shape)
+    for i in numba.prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            value = np.log2((x[i, j] + 0.0) / (y[j] + 0.0))
+            out[i, j] = 0.0 if np.isnan(value) else value
+    return out
 
 
 def _log2_fold_change(target: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """pdex's ``log2_fold_change`` with ``epsilon=0``: ``0/0`` is 0, one-sided zeros ±inf."""
-    ref = np.ascontiguousarray(ref)
-    return np.vstack([_lfc_row(np.ascontiguousarray(row), ref, 0.0) for row in target])
+    return _lfc_matrix(np.ascontiguousarray(target), np.ascontiguousarray(ref))
 
 
 def _table(

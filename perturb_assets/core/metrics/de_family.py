@@ -25,7 +25,7 @@ DE tables (:class:`DETable`)
 
 Metrics (:func:`de_family_metrics`, per condition, under cell-eval's names; "significant" is
 float32 ``fdr < 0.05``, genes are ranked by float32 ``|log2_fold_change|``, descending, ties
-in gene order, as cell-eval's ordinal rank does)
+in gene order; cell-eval casts its DE tables to float32)
     ``overlap_at_N``, ``overlap_at_{50,100,200,500}``: ``k = min(K, n_real)`` with ``K = n_real``
     for ``N``; ``|top-k real ∩ top-k predicted| / k`` over the significant genes.
     ``precision_at_N``, ``precision_at_{50,...}``: cell-eval's definition, ``k = min(K, n_pred)``
@@ -55,7 +55,11 @@ numbers, asserted equal to cell-eval's by the tests)
        (and every condition 0.0 when either side has none at all). There is no list to
        recover, so ours is NaN (left out of means and CIs); ``overlap_at_*_reference_compat``
        and ``precision_at_*_reference_compat`` are cell-eval's zeros.
-    3. ``de_spearman_sig`` leaves out, in cell-eval, every condition without a real
+    3. *Ties*: cell-eval's polars ``rank("ordinal", descending=True)`` does not keep tied
+       fold changes in gene order (a prediction equal to the control mean has many tied,
+       near-zero ones), so which tied genes make a top-k list is polars' choice. Ours breaks
+       ties by gene order; the ``overlap_at_*`` / ``precision_at_*`` twins use polars' rank.
+    4. ``de_spearman_sig`` leaves out, in cell-eval, every condition without a real
        significant gene (a left join from the real side), so over-calling DE where there is
        none costs nothing. Ours correlates the counts over all conditions;
        ``de_spearman_sig_reference_compat`` is cell-eval's.

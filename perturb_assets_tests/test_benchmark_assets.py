@@ -6,7 +6,7 @@ import pytest
 
 from perturb_assets.core.evaluation import ALL_SUBGROUPS, CEILING_MODEL, attach_paper_values
 from perturb_assets.core.io import VersionedStore
-from perturb_assets.core.metrics import DISCRIMINATION_METRICS, ERROR_METRICS
+from perturb_assets.core.metrics import DE_FAMILY_METRICS, DISCRIMINATION_METRICS, ERROR_METRICS
 from perturb_assets.core.models import (
     PREPRINT_2024,
     PUBLISHED_2025,
@@ -39,9 +39,13 @@ def test_full_model_feature_metric_table_with_cis(materialised):
     assert metrics == {
         "pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target",
         "pearson_delta_de_no_target_reference_compat", *ERROR_METRICS,
-        *DISCRIMINATION_METRICS,
+        *DISCRIMINATION_METRICS, *DE_FAMILY_METRICS,
     }  # fmt: skip
-    assert set(overall["de_method"]) == {"none", "t-test", "wilcoxon"}
+    assert set(overall["de_method"]) == {"none", "t-test", "wilcoxon", "wilcoxon_bh"}
+    # cell-eval's DE family for every model (not the ceiling, which has no predicted cells)
+    family = models[models["de_method"] == "wilcoxon_bh"]
+    assert set(zip(family["model"], family["features"], strict=True)) == expected
+    assert family.groupby("model")["metric"].nunique().eq(len(DE_FAMILY_METRICS)).all()
     assert (overall["ci_low"] <= overall["value"]).all()
     assert (overall["value"] <= overall["ci_high"]).all()
     rf = overall[overall["model"] == "random_forest"]

@@ -103,3 +103,56 @@ def test_a_model_of_several_seeds_is_averaged_over_them_with_its_seed_spread():
                   & (summary["subgroup"] == "all")].iloc[0]  # fmt: skip
     assert one["n_seeds"] == 1 and np.isnan(one["seed_sd"])
     assert one["value"] == pytest.approx(per_seed.loc[7])
+
+
+def test_cells_add_cell_evals_de_metrics_with_cis_and_the_paired_comparison():
+    """With the ``expression`` cells, every model gets cell-eval's DE family (de_method
+    ``wilcoxon_bh``), equal per condition to de_family_metrics on the same inputs."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from perturb_assets.core.evaluation import DE_FAMILY_METHOD
+    from perturb_assets.core.metrics import (
+        DE_FAMILY_METRICS,
+        de_family_metrics,
+        pseudobulk_de_table,
+        real_de_table,
+    )
+
+    _, split, de = _inputs()
+    rng = np.random.default_rng(2)
+    conditions = list(split.index)
+    genes = [f"g{i}" for i in range(40)]
+    effects = rng.normal(0, 1.5, (len(conditions), 40)) * (rng.random((len(conditions), 40)) < 0.4)
+    effects[0] = 0.0
+    labels = np.repeat(conditions, 30)
+    rates = np.expm1(1.0 + np.clip(effects, -1, None))[np.repeat(np.arange(len(conditions)), 30)]
+    x = np.log1p(rng.poisson(rates)).astype(np.float32)
+    obs = pd.DataFrame({"condition": labels}, index=[f"c{i}" for i in range(len(labels))])
+    cells = ad.AnnData(sp.csr_matrix(x), obs=obs,
+                       var=pd.DataFrame(index=genes))  # fmt: skip
+    pseudobulk = pd.DataFrame(x, columns=genes).groupby(labels).mean().loc[conditions]
+    de = de.assign(gene_id=de["gene_id"].str.replace("g", "g1"))  # genes of this example
+    test = ["B+ctrl", "C+ctrl", "A+B"]
+    train_mean = pd.DataFrame([pseudobulk.loc["D+ctrl"].to_numpy()] * 3, index=test, columns=genes)
+    oracle = pseudobulk.loc[test]
+    tables = [
+        prediction_table(train_mean, model="train_mean", features="none", protocol="p"),
+        prediction_table(oracle, model="oracle", features="go", protocol="p"),
+    ]
+    summary, per_condition = evaluate_models(
+        tables, pseudobulk, split, de, dataset="toy", n_boot=200, cells=cells
+    )
+    family = per_condition[per_condition["de_method"] == DE_FAMILY_METHOD]
+    assert set(family["metric"]) == set(DE_FAMILY_METRICS)
+    assert set(family["model"]) == {"train_mean", "oracle"}
+    real = real_de_table(cells.X, labels, "ctrl", genes, test)
+    direct = de_family_metrics(real, pseudobulk_de_table(oracle, pd.Series(30, index=test), x[:30]))
+    got = family[family["model"] == "oracle"].set_index(["condition", "metric"])["value"]
+    want = direct.set_index(["condition", "metric"])["value"]
+    pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
+    row = summary[(summary["model"] == "oracle") & (summary["metric"] == "overlap_at_N")
+                  & (summary["subgroup"] == "all")].iloc[0]  # fmt: skip
+    assert row["de_method"] == DE_FAMILY_METHOD and row["n_conditions"] == 3
+    assert row["value"] > 0.5 and row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert row["diff_vs_train_mean"] > 0  # the paired comparison against Train Mean

@@ -22,6 +22,13 @@ from perturb_assets.core.metrics.cell_eval import (
     discrimination_scores,
     error_metrics,
 )
+from perturb_assets.core.metrics.de_family import (
+    ControlCells,
+    DETable,
+    de_family_metrics,
+    pseudobulk_de_table,
+    real_de_table,
+)
 from perturb_assets.core.metrics.perturbation import BASE_METRICS, evaluate_predictions
 from perturb_assets.core.metrics.statistics import bootstrap_ci, paired_comparison
 from perturb_assets.core.models import registry
@@ -38,6 +45,7 @@ __all__ = [
     "ALL_SUBGROUPS",
     "CEILING_MODEL",
     "COLUMNS",
+    "DE_FAMILY_METHOD",
     "HEADLINE_METRICS",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
@@ -62,6 +70,8 @@ __all__ = [
 ALL_SUBGROUPS = "all"
 # The paper's name for its own target-removal metric, and ours for the same computation.
 PAPER_METRIC_NAMES = {"pearson_delta_de_no_knockout": "pearson_delta_de_no_target_reference_compat"}
+#: ``de_method`` of cell-eval's DE metric family (pdex's Wilcoxon test, BH FDR).
+DE_FAMILY_METHOD = "wilcoxon_bh"
 PAPER_DE_METHOD: DEMethod = "t-test"  # GEARS' precomputed ranking is scanpy's default t-test
 #: The paper's four metrics, in its order (Supplementary Table 2).
 HEADLINE_METRICS = ("pearson", "pearson_delta", "pearson_de_delta", "pearson_delta_de_no_target")
@@ -152,6 +162,7 @@ def per_condition_metrics(
     split: pd.DataFrame,
     de_table: pd.DataFrame,
     gene_names: pd.Series | None = None,
+    cells: AnnData | None = None,
 ) -> pd.DataFrame:
     """Every metric of every prediction table on every test condition it predicts.
 
@@ -160,13 +171,17 @@ def per_condition_metrics(
     hold several models (a user's prediction files); empty tables and ``None`` (not
     materialised) are skipped; a model that predicts fewer conditions
     (``missing_gene_policy="drop"``) is scored on those. ``gene_names`` (``var['gene_name']``)
-    maps target genes to columns for the discrimination score.
+    maps target genes to columns for the discrimination score. With ``cells`` (the
+    ``expression`` asset: log1p cells, ``obs['condition']``), cell-eval's DE metric family
+    (:mod:`perturb_assets.core.metrics.de_family`) is added with ``de_method``
+    ``"wilcoxon_bh"``.
     """
     truth_all = pseudobulk.drop(columns=["n_cells"], errors="ignore")
     ctrl_mean = truth_all.loc[CONTROL]
     test = split.index[split["split"] == "test"]
     truth = truth_all.loc[truth_all.index.intersection(test)]
     lists = de_method_lists(de_table)
+    de_family = _DEFamily(cells, truth) if cells is not None else None
     frames = []
     parts = [part for t in tables if t is not None for part in split_by_model(t)]
     for table in parts:
@@ -175,6 +190,9 @@ def per_condition_metrics(
             pred = prediction_frame(rows)
             scored = truth.loc[truth.index.intersection(pred.index)]
             long = model_metrics(pred, scored, ctrl_mean, lists, split["subgroup"], gene_names)
+            if de_family is not None:
+                long = pd.concat([long, de_family.metrics(pred, split["subgroup"])],
+                                 ignore_index=True)  # fmt: skip
             frames.append(long.assign(**identity, seed=seed))
     if not frames:
         return pd.DataFrame()
@@ -189,13 +207,40 @@ def score_frames(
     split: pd.DataFrame,
     de_table: pd.DataFrame,
     gene_names: pd.Series | None = None,
+    cells: AnnData | None = None,
 ) -> pd.DataFrame:
     """:func:`per_condition_metrics` of named prediction frames (conditions × genes) that are
     not models, e.g. the control mean or a degenerate prediction: ``model`` is the name,
     ``features`` and ``protocol`` ``"none"``."""
     tables = [prediction_table(frame, model=name, features="none", protocol="none")
               for name, frame in frames.items()]  # fmt: skip
-    return per_condition_metrics(tables, pseudobulk, split, de_table, gene_names)
+    return per_condition_metrics(tables, pseudobulk, split, de_table, gene_names, cells=cells)
+
+
+class _DEFamily:
+    """The real side of cell-eval's DE metrics (computed once), scoring one model at a time."""
+
+    def __init__(self, cells: AnnData, truth: pd.DataFrame) -> None:
+        genes = truth.columns
+        x = cells.X if cells.var_names.equals(genes) else cells[:, genes].X
+        labels = cells.obs["condition"].astype(str).to_numpy()
+        counts = pd.Series(labels).value_counts()
+        self.conditions = [c for c in truth.index if counts.get(c, 0) > 0]
+        self.n_cells = counts.reindex(self.conditions)
+        self.genes = genes
+        self.control = ControlCells(x[np.flatnonzero(labels == CONTROL)])
+        self.real: DETable = real_de_table(x, labels, CONTROL, genes, self.conditions)
+
+    def metrics(self, pred: pd.DataFrame, subgroups: pd.Series) -> pd.DataFrame:
+        """One model's DE-family rows on the conditions it predicts (without NaNs)."""
+        pred = pred.reindex(columns=self.genes)
+        scored = [c for c in self.conditions if c in pred.index and pred.loc[c].notna().all()]
+        if not scored:
+            return pd.DataFrame(columns=["condition", "metric", "value", "subgroup", "de_method"])
+        profiles = pred.loc[scored]
+        table = pseudobulk_de_table(profiles, self.n_cells.reindex(scored), self.control)
+        long = de_family_metrics(self.real.select(scored), table)
+        return long.assign(subgroup=long["condition"].map(subgroups), de_method=DE_FAMILY_METHOD)
 
 
 def de_method_lists(de_table: pd.DataFrame) -> dict[str, dict[str, dict[str, list[str]]]]:
@@ -292,6 +337,7 @@ def evaluate_models(
     *,
     gene_names: pd.Series | None = None,
     ceiling: pd.DataFrame | None = None,
+    cells: AnnData | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every model on the test conditions.
 
@@ -318,6 +364,11 @@ def evaluate_models(
         Per-condition noise ceiling (:func:`perturb_assets.core.evaluation.noise_ceiling`):
         summarised as the model ``noise_ceiling``, and the reference of
         ``calibrated_score``.
+    cells
+        The ``expression`` asset (log1p cells, ``obs['condition']``, ``ctrl`` control cells):
+        adds cell-eval's DE metric family (``de_method`` ``"wilcoxon_bh"``): pdex's Wilcoxon DE
+        of the real cells and of each prediction repeated once per real cell, both against the
+        real control cells (:mod:`perturb_assets.core.metrics.de_family`).
 
     Returns
     -------
@@ -329,7 +380,7 @@ def evaluate_models(
     per_condition : pandas.DataFrame
         The per-condition values behind it (:func:`per_condition_metrics`).
     """
-    per_condition = per_condition_metrics(tables, pseudobulk, split, de_table, gene_names)
+    per_condition = per_condition_metrics(tables, pseudobulk, split, de_table, gene_names, cells)
     if ceiling is not None and not ceiling.empty:
         per_condition = pd.concat(
             [per_condition, ceiling.drop(columns="sd", errors="ignore")], ignore_index=True

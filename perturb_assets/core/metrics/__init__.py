@@ -5,6 +5,8 @@ Below the models because model selection scores with them:
 - ``perturbation``: Pearson, Pearson Delta, on the top-20 DE genes, without targets
   (:func:`perturbation_metrics`), over the ``pearson`` kernels;
 - ``cell_eval``: cell-eval's error and discrimination metrics;
+- ``de_family``: cell-eval's DE metrics (pdex's Wilcoxon DE of real and predicted cells,
+  overlaps, direction, recall, AUCs), computed without cell-eval;
 - ``statistics``: bootstrap CIs and paired comparisons of per-condition values;
 - ``direction``: which way is better for each metric, and its worst value."""
 
@@ -13,6 +15,16 @@ from perturb_assets.core.metrics.cell_eval import (
     ERROR_METRICS,
     discrimination_scores,
     error_metrics,
+)
+from perturb_assets.core.metrics.de_family import (
+    DE_FAMILY_FDR,
+    DE_FAMILY_METRICS,
+    DE_FAMILY_TOP_K,
+    ControlCells,
+    DETable,
+    de_family_metrics,
+    pseudobulk_de_table,
+    real_de_table,
 )
 from perturb_assets.core.metrics.direction import (
     LOWER_IS_BETTER,
@@ -39,19 +51,27 @@ from perturb_assets.core.metrics.statistics import (
 
 __all__ = [
     "BASE_METRICS",
+    "ControlCells",
+    "DE_FAMILY_FDR",
+    "DE_FAMILY_METRICS",
+    "DE_FAMILY_TOP_K",
     "DE_METRICS",
+    "DETable",
     "DISCRIMINATION_METRICS",
     "ERROR_METRICS",
     "LOWER_IS_BETTER",
     "METRICS",
     "bootstrap_ci",
     "bootstrap_ratio_ci",
+    "de_family_metrics",
     "discrimination_scores",
     "error_metrics",
     "evaluate_predictions",
     "higher_is_better",
     "paired_comparison",
     "perturbation_metrics",
+    "pseudobulk_de_table",
+    "real_de_table",
     "rowwise_pearson",
     "subgroup_summary",
     "summarise_metrics",

@@ -58,7 +58,7 @@ def noise_ceiling(
 @dg.multi_asset(
     outs={
         "metrics": dg.AssetOut(
-            code_version="3",
+            code_version="4",
             kinds={"pandas", "parquet"},
             automation_condition=REFRESH,
             description="Every model × feature set × DE method × metric on the test "
@@ -66,10 +66,11 @@ def noise_ceiling(
             "per-subgroup rows (also `gears_covered`: the conditions GEARS predicts), the "
             "protocol, the noise ceiling (model `noise_ceiling`), each "
             "model's fraction of the way from Train Mean to it, and the paper's value beside "
-            "ours.",
+            "ours; cell-eval's DE metrics (overlap_at_N, de_direction_match, ..., "
+            "DE method `wilcoxon_bh`) against the real control cells of `expression`.",
         ),
         "metrics_per_condition": dg.AssetOut(
-            code_version="1",
+            code_version="2",
             kinds={"pandas", "parquet"},
             automation_condition=REFRESH,
             description="The per-condition values behind `metrics`: one row per model, "
@@ -79,6 +80,7 @@ def noise_ceiling(
     partitions_def=dataset_partitions,
     group_name=GROUP,
     ins={
+        "expression": dg.AssetIn(),
         "pseudobulk": dg.AssetIn(),
         "perturbation_split": dg.AssetIn(),
         "de_genes": dg.AssetIn(),
@@ -89,6 +91,7 @@ def noise_ceiling(
 def metrics(
     context: dg.AssetExecutionContext,
     config: MetricsConfig,
+    expression: ad.AnnData,
     pseudobulk: ad.AnnData,
     perturbation_split: pd.DataFrame,
     de_genes: pd.DataFrame,
@@ -103,6 +106,7 @@ def metrics(
         dataset=context.partition_key,
         gene_names=pseudobulk.var.get("gene_name"),
         ceiling=noise_ceiling,
+        cells=expression,
     )
     table = evaluation.attach_paper_values(summary)
     skipped = sorted(name for name, t in predictions.items() if t is None or t.n_obs == 0)

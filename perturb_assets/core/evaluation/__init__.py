@@ -10,6 +10,8 @@ from perturb_assets.core.evaluation.benchmark import (
     CEILING_MODEL,
     COLUMNS,
     HEADLINE_METRICS,
+    HOLM_ALPHA,
+    HOLM_FAMILY,
     PAPER_DE_METHOD,
     PAPER_METRIC_NAMES,
     attach_paper_values,
@@ -27,6 +29,7 @@ from perturb_assets.core.evaluation.benchmark import (
     summarise,
     target_columns,
     with_fraction_of_ceiling,
+    with_holm_adjustment,
 )
 from perturb_assets.core.evaluation.ceiling import (
     noise_ceiling,
@@ -46,6 +49,8 @@ __all__ = [
     "GEARS_COVERED",
     "GEARS_MODELS",
     "HEADLINE_METRICS",
+    "HOLM_ALPHA",
+    "HOLM_FAMILY",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
     "attach_paper_values",
@@ -67,4 +72,5 @@ __all__ = [
     "summarise",
     "target_columns",
     "with_fraction_of_ceiling",
+    "with_holm_adjustment",
 ]

@@ -5,13 +5,16 @@ Below the models because model selection scores with them:
 - ``perturbation``: Pearson, Pearson Delta, on the top-20 DE genes, without targets
   (:func:`perturbation_metrics`), over the ``pearson`` kernels;
 - ``cell_eval``: cell-eval's error and discrimination metrics;
-- ``statistics``: bootstrap CIs and paired comparisons of per-condition values."""
+- ``statistics``: bootstrap CIs and paired comparisons of per-condition values, Holm's
+  multiplicity adjustment."""
 
 from perturb_assets.core.metrics.cell_eval import (
     DISCRIMINATION_METRICS,
     ERROR_METRICS,
+    LOWER_IS_BETTER,
     discrimination_scores,
     error_metrics,
+    higher_is_better,
 )
 from perturb_assets.core.metrics.pearson import (
     rowwise_pearson,
@@ -25,9 +28,13 @@ from perturb_assets.core.metrics.perturbation import (
 )
 from perturb_assets.core.metrics.statistics import (
     bootstrap_ci,
+    holm_adjust,
+    holm_interval,
+    holm_levels,
     paired_comparison,
     subgroup_summary,
     summarise_metrics,
+    wilcoxon_p,
 )
 
 __all__ = [
@@ -35,14 +42,20 @@ __all__ = [
     "DE_METRICS",
     "DISCRIMINATION_METRICS",
     "ERROR_METRICS",
+    "LOWER_IS_BETTER",
     "METRICS",
     "bootstrap_ci",
     "discrimination_scores",
     "error_metrics",
     "evaluate_predictions",
+    "higher_is_better",
+    "holm_adjust",
+    "holm_interval",
+    "holm_levels",
     "paired_comparison",
     "perturbation_metrics",
     "rowwise_pearson",
     "subgroup_summary",
     "summarise_metrics",
+    "wilcoxon_p",
 ]

@@ -33,7 +33,14 @@ from typing import Literal
 import numba
 import numpy as np
 
-__all__ = ["DISCRIMINATION_METRICS", "ERROR_METRICS", "discrimination_scores", "error_metrics"]
+__all__ = [
+    "DISCRIMINATION_METRICS",
+    "ERROR_METRICS",
+    "LOWER_IS_BETTER",
+    "discrimination_scores",
+    "error_metrics",
+    "higher_is_better",
+]
 
 ERROR_METRICS: tuple[str, ...] = ("mse", "mae", "mse_delta", "mae_delta")
 DISCRIMINATION_METRICS: tuple[str, ...] = (
@@ -41,7 +48,15 @@ DISCRIMINATION_METRICS: tuple[str, ...] = (
     "discrimination_l2",
     "discrimination_cosine",
 )
+#: The metrics where a lower value is better (errors); every other metric of the benchmark
+#: (Pearson variants, discrimination scores) is better when higher.
+LOWER_IS_BETTER: frozenset[str] = frozenset(ERROR_METRICS)
 Distance = Literal["l1", "l2", "cosine"]
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a higher value of ``metric`` is better (``False`` for :data:`LOWER_IS_BETTER`)."""
+    return metric not in LOWER_IS_BETTER
 
 
 def error_metrics(pred: np.ndarray, truth: np.ndarray, ctrl: np.ndarray) -> dict[str, np.ndarray]:

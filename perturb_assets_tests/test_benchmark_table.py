@@ -67,6 +67,43 @@ def test_perfect_model_beats_train_mean_on_every_condition_even_when_it_drops_on
     assert set(per_condition["condition"]) == set(test)
 
 
+def test_holm_adjustment_and_better_than_train_mean_follow_metric_direction():
+    from statsmodels.stats.multitest import multipletests
+
+    pseudobulk, split, de = _inputs()
+    test = ["B+ctrl", "C+ctrl", "A+B"]
+    train_mean = pd.DataFrame([pseudobulk.loc["D+ctrl"].to_numpy()] * 3, index=test, columns=GENES)
+    rng = np.random.default_rng(1)
+    oracle = pseudobulk.loc[test] + rng.normal(0, 0.01, (3, 6))
+    wild = pseudobulk.loc[test] + rng.normal(0, 5.0, (3, 6))  # far worse errors than Train Mean
+    tables = [
+        prediction_table(train_mean, model="train_mean", features="none", protocol="p"),
+        prediction_table(oracle, model="oracle", features="go", protocol="p"),
+        prediction_table(wild, model="wild", features="go", protocol="p"),
+    ]
+    summary, _ = evaluate_models(tables, pseudobulk, split, de, dataset="toy", n_boot=300)
+    tested = summary[summary["p_value_vs_train_mean"].notna()]
+    assert set(tested["model"]) == {"oracle", "wild"}
+    # One Holm family per DE method x subgroup, recomputed with statsmodels.
+    for _, family in tested.groupby(["de_method", "subgroup"]):
+        expected = multipletests(family["p_value_vs_train_mean"], method="holm")[1]
+        assert family["p_holm"].to_numpy() == pytest.approx(expected)
+    assert (tested["p_holm"] >= tested["p_value_vs_train_mean"] - 1e-15).all()
+    # The simultaneous interval contains the unadjusted one.
+    assert (tested["diff_ci_low_holm"] <= tested["diff_ci_low"] + 1e-12).all()
+    assert (tested["diff_ci_high_holm"] >= tested["diff_ci_high"] - 1e-12).all()
+    rows = summary[summary["subgroup"] == "all"].drop_duplicates(["model", "metric"])
+    rows = rows.set_index(["model", "metric"]).sort_index()
+    # Pearson: higher is better, so the interval must sit above zero; errors: below zero.
+    assert rows.loc[("oracle", "pearson_delta"), "better_than_train_mean"]
+    assert rows.loc[("oracle", "mse"), "diff_ci_high_holm"] < 0
+    assert rows.loc[("oracle", "mse"), "better_than_train_mean"]
+    assert rows.loc[("wild", "mse"), "diff_ci_low_holm"] > 0  # clearly worse ...
+    assert not rows.loc[("wild", "mse"), "better_than_train_mean"]  # ... so not "better"
+    assert not summary.loc[summary["model"] == "train_mean", "better_than_train_mean"].any()
+    assert summary["better_than_train_mean"].dtype == bool
+
+
 def test_empty_predictions_are_skipped():
     pseudobulk, split, de = _inputs()
     empty = prediction_table(

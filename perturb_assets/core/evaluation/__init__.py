@@ -3,6 +3,7 @@
 - ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
   values beside ours;
 - ``ceiling``: the split-half noise ceiling;
+- ``cell_eval_export``: a model's predictions as cell-eval's predicted / real AnnData pair;
 - ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup."""
 
 from perturb_assets.core.evaluation.benchmark import (
@@ -35,6 +36,13 @@ from perturb_assets.core.evaluation.ceiling import (
     noise_ceiling,
     split_half_means,
 )
+from perturb_assets.core.evaluation.cell_eval_export import (
+    CELL_EVAL_PERT_COL,
+    CellEvalPair,
+    cell_eval_command,
+    cell_eval_pair,
+    write_cell_eval_pair,
+)
 from perturb_assets.core.evaluation.coverage import (
     GEARS_COVERED,
     GEARS_MODELS,
@@ -43,6 +51,11 @@ from perturb_assets.core.evaluation.coverage import (
 )
 
 __all__ = [
+    "CELL_EVAL_PERT_COL",
+    "CellEvalPair",
+    "cell_eval_command",
+    "cell_eval_pair",
+    "write_cell_eval_pair",
     "ALL_SUBGROUPS",
     "CEILING_MODEL",
     "COLUMNS",

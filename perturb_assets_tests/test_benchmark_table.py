@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturb_assets.core.evaluation import COLUMNS, evaluate_models
+from perturb_assets.core.evaluation import COLUMNS, better_than_train_mean, evaluate_models
 from perturb_assets.core.metrics import DISCRIMINATION_METRICS, ERROR_METRICS
 from perturb_assets.core.models import prediction_table
 
@@ -102,6 +102,8 @@ def test_holm_adjustment_and_better_than_train_mean_follow_metric_direction():
     assert not rows.loc[("wild", "mse"), "better_than_train_mean"]  # ... so not "better"
     assert not summary.loc[summary["model"] == "train_mean", "better_than_train_mean"].any()
     assert summary["better_than_train_mean"].dtype == bool
+    assert better_than_train_mean(summary) == ["oracle/go/p"]  # wild is noise
+    assert better_than_train_mean(summary, "mse") == ["oracle/go/p"]
 
 
 def test_empty_predictions_are_skipped():

@@ -48,6 +48,7 @@ __all__ = [
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
     "attach_paper_values",
+    "better_than_train_mean",
     "combine_datasets",
     "de_lists_by_metric",
     "de_method_lists",
@@ -364,6 +365,17 @@ def with_fraction_of_ceiling(summary: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = (summary["value"].to_numpy() - bottom) / (top - bottom)
     return summary.assign(fraction_of_ceiling=fraction)
+
+
+def better_than_train_mean(table: pd.DataFrame, metric: str = "pearson_delta") -> list[str]:
+    """``model/features/protocol`` of the rows that beat Train Mean on ``metric`` over the whole
+    test set after the Holm adjustment (``better_than_train_mean``), in table order."""
+    rows = table[
+        (table["metric"] == metric)
+        & (table["subgroup"] == ALL_SUBGROUPS)
+        & table["better_than_train_mean"].eq(True)  # NaN (a table from before the column): no
+    ]
+    return (rows["model"] + "/" + rows["features"] + "/" + rows["protocol"]).tolist()
 
 
 def dynamic_range(table: pd.DataFrame, metric: str = "pearson_delta") -> tuple[str, float]:

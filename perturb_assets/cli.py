@@ -243,10 +243,12 @@ def _prediction_asset(model: str, features: str | None) -> str:
 def _export_celleval(args: argparse.Namespace) -> int:
     from perturb_assets.config import storage_url
     from perturb_assets.core.evaluation import (
+        CELL_EVAL_PERT_COL,
         cell_eval_command,
         cell_eval_pair,
         write_cell_eval_pair,
     )
+    from perturb_assets.core.gears.format import CONTROL
     from perturb_assets.core.io import VersionedStore
 
     store = VersionedStore(storage_url())
@@ -266,7 +268,11 @@ def _export_celleval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else data_root() / "cell_eval" / args.dataset
     pred, real = write_cell_eval_pair(pair, out, asset.removesuffix("_predictions"))
     print(f"pred: {pred}\nreal: {real}")
-    print(f"{len(pair.conditions)} test conditions, {pair.pred.n_obs} predicted cells")
+    n_control = int((pair.pred.obs[CELL_EVAL_PERT_COL] == CONTROL).sum())
+    print(
+        f"{len(pair.conditions)} test conditions: {pair.pred.n_obs - n_control} predicted cells "
+        f"and {n_control} control cells (the real ones, in both files)"
+    )
     if pair.n_clipped:
         print(f"note: {pair.n_clipped} negative predicted values clipped to 0", file=sys.stderr)
     print("score with:\n  " + cell_eval_command(pred, real, out / "results"))

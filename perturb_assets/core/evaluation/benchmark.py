@@ -239,9 +239,13 @@ def with_holm_adjustment(
     it is a reference, not a contender), ``p_holm`` is :func:`holm_adjust` of
     ``p_value_vs_train_mean`` and ``diff_ci_low_holm`` / ``diff_ci_high_holm`` the interval
     of the row's own bootstrap ``resamples`` at its Holm level ``1 - alpha / (m - rank + 1)``
-    (:func:`holm_levels`). ``better_than_train_mean`` is true only when that interval excludes
-    zero on the model's better side: above zero for a higher-is-better metric, below zero for
-    an error (:func:`perturb_assets.core.metrics.higher_is_better`).
+    (:func:`holm_levels`). ``better_than_train_mean`` is true only when Holm rejects the row's
+    hypothesis (``p_holm <= alpha``) and that interval excludes zero on the model's better
+    side: above zero for a higher-is-better metric, below zero for an error
+    (:func:`perturb_assets.core.metrics.higher_is_better`). Both are asked for because the
+    test (a rank test) and the interval (a bootstrap of the mean) can disagree on few
+    conditions: with three, every resampled mean of three positive differences is positive,
+    while the signed-rank test's smallest two-sided p-value is 0.25.
     """
     table = table.copy()
     tested = table["p_value_vs_train_mean"].notna() & (table["model"] != CEILING_MODEL)
@@ -254,7 +258,8 @@ def with_holm_adjustment(
         for row, level in zip(rows, holm_levels(p, alpha), strict=True):
             low[row], high[row] = holm_interval(resamples[row], level)
     higher = table["metric"].map(higher_is_better).to_numpy(bool)
-    better = np.where(higher, low > 0, high < 0)  # NaN compares False: untested rows
+    # NaN compares False: untested rows are never "better"
+    better = (p_holm <= alpha) & np.where(higher, low > 0, high < 0)
     return table.assign(
         p_holm=p_holm, diff_ci_low_holm=low, diff_ci_high_holm=high,
         better_than_train_mean=better,

@@ -81,8 +81,8 @@ def cell_eval_pair(expression: AnnData, split: pd.DataFrame, predictions: AnnDat
     if len(missing):
         raise ValueError(f"{len(missing)} predicted genes are not in expression, e.g. {missing[0]}")
     labels = expression.obs["condition"].astype(str)
-    test = split.index[split["split"] == "test"]
-    conditions = [c for c in pred.index if c in set(test) and c in set(labels)]
+    scorable = set(split.index[split["split"] == "test"]) & set(labels.unique())
+    conditions = [c for c in pred.index if c in scorable]
     if not conditions:
         raise ValueError("the prediction table holds no test condition of this dataset")
     keep = labels.isin([*conditions, CONTROL]).to_numpy()

@@ -16,6 +16,9 @@ hashes              print the content sha256 of every stored value, or compare t
                     saved list (two runs, two roots or two code versions hold the same bytes)
 gc                  remove what killed runs left (staging folders, old versions, temp files)
                     and mark their runs failed; see ``perturb_assets.maintenance``
+export-celleval DATASET MODEL
+                    write a model's test predictions and the real cells as cell-eval's
+                    pred/real .h5ad pair, and print the ``cell-eval run`` command that scores it
 lineage ASSET       audit the latest materialisation of ASSET[--partition] on $DAGSTER_HOME's
                     instance back to its input files; exit 1 when an input is stale or missing
 """
@@ -270,6 +273,62 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prediction_asset(model: str, features: str | None) -> str:
+    """The stored prediction asset of ``model`` (on ``features`` when it uses a feature set)."""
+    from perturb_assets.core.models import registry
+
+    if model not in registry.MODELS:
+        return f"{model}_predictions"  # a user's prediction asset, by its name
+    spec = registry.MODELS[model]
+    if not spec.uses_features:
+        return f"{model}_predictions"
+    if features is None:
+        raise ValueError(
+            f"model {model!r} uses a feature set; pass --features "
+            f"({', '.join(registry.FEATURE_SETS)})"
+        )
+    return registry.Predictor(spec, registry.feature_set(features)).name
+
+
+def _export_celleval(args: argparse.Namespace) -> int:
+    from perturb_assets.config import storage_url
+    from perturb_assets.core.evaluation import (
+        CELL_EVAL_PERT_COL,
+        cell_eval_command,
+        cell_eval_pair,
+        write_cell_eval_pair,
+    )
+    from perturb_assets.core.gears.format import CONTROL
+    from perturb_assets.core.io import VersionedStore
+
+    store = VersionedStore(storage_url())
+    asset = _prediction_asset(args.model, args.features)
+    try:
+        expression = store.read("assets", "expression", args.dataset)
+        split = store.read("assets", "perturbation_split", args.dataset)
+        predictions = store.read("assets", asset, args.dataset)
+    except FileNotFoundError as err:
+        print(
+            f"error: {err}; materialise expression, perturbation_split and {asset} for "
+            f"{args.dataset!r} first",
+            file=sys.stderr,
+        )
+        return 2
+    pair = cell_eval_pair(expression, split, predictions)
+    out = Path(args.out) if args.out else data_root() / "cell_eval" / args.dataset
+    pred, real = write_cell_eval_pair(pair, out, asset.removesuffix("_predictions"))
+    print(f"pred: {pred}\nreal: {real}")
+    n_control = int((pair.pred.obs[CELL_EVAL_PERT_COL] == CONTROL).sum())
+    print(
+        f"{len(pair.conditions)} test conditions: {pair.pred.n_obs - n_control} predicted cells "
+        f"and {n_control} control cells (the real ones, in both files)"
+    )
+    if pair.n_clipped:
+        print(f"note: {pair.n_clipped} negative predicted values clipped to 0", file=sys.stderr)
+    print("score with:\n  " + cell_eval_command(pred, real, out / "results"))
+    return 0
+
+
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
@@ -386,6 +445,15 @@ def main(argv: list[str] | None = None) -> int:
     hashes.add_argument(
         "--compare", default=None, metavar="JSON", help="compare with hashes saved earlier"
     )
+    export = sub.add_parser(
+        "export-celleval", help="write a model's predictions as cell-eval's pred/real pair"
+    )
+    export.add_argument("dataset", help="dataset partition, e.g. synthetic")
+    export.add_argument("model", help="model name, e.g. knn, train_mean")
+    export.add_argument("--features", default=None, help="feature set of a feature model (go, ...)")
+    export.add_argument(
+        "--out", default=None, help="output folder (default: DATA_ROOT/cell_eval/DATASET)"
+    )
     lineage = sub.add_parser(
         "lineage", help="audit an asset's latest materialisation back to its input files"
     )
@@ -405,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "main": _main_pipeline,
         "summary": _summary,
         "lineage": _lineage,
+        "export-celleval": _export_celleval,
         "gc": _gc,
         "hashes": _hashes,
     }

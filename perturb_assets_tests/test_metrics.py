@@ -11,14 +11,21 @@ import pytest
 from scipy.stats import pearsonr
 
 from perturb_assets.core.metrics import (
+    ERROR_METRICS,
+    LOWER_IS_BETTER,
     METRICS,
     bootstrap_ci,
     evaluate_predictions,
+    higher_is_better,
+    holm_adjust,
+    holm_interval,
+    holm_levels,
     paired_comparison,
     perturbation_metrics,
     rowwise_pearson,
     subgroup_summary,
     summarise_metrics,
+    wilcoxon_p,
 )
 from perturb_assets.core.pp import de_lists_without_targets, reference_compat_de_lists
 
@@ -341,6 +348,53 @@ def test_paired_comparison_hand_example():
     assert paired_comparison(model, baseline, n_boot=400, seed=0) == res
     empty = paired_comparison(model[["e"]], baseline[["f"]])
     assert empty["n"] == 0 and np.isnan(empty["mean_diff"])
+
+
+def test_paired_p_value_is_scipys_wilcoxon_and_resamples_give_the_ci():
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(3)
+    index = [f"c{i}" for i in range(30)]
+    base = pd.Series(rng.normal(0.5, 0.1, 30), index=index)
+    model = base + rng.normal(0.03, 0.05, 30)
+    res = paired_comparison(model, base, n_boot=500, seed=2, return_resamples=True)
+    assert res["p_value"] == pytest.approx(wilcoxon((model - base).to_numpy()).pvalue)
+    assert res["resamples"].shape == (500,)
+    # The 95% level of the same resamples is the row's own interval; a higher level is wider.
+    assert holm_interval(res["resamples"], 0.95) == pytest.approx((res["ci_low"], res["ci_high"]))
+    low, high = holm_interval(res["resamples"], 0.999)
+    assert low < res["ci_low"] and high > res["ci_high"]
+    assert all(np.isnan(holm_interval(np.empty(0), 0.95)))
+    # No difference at all: nothing to reject; no pair: NaN.
+    assert wilcoxon_p(np.zeros(5)) == 1.0 and np.isnan(wilcoxon_p(np.array([np.nan])))
+    assert paired_comparison(base, base)["p_value"] == 1.0
+
+
+def test_holm_hand_example_and_statsmodels():
+    # Sorted: .005 (x4 = .02), .01 (x3 = .03), .03 (x2 = .06), .04 (x1 = .04 -> running max .06).
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    assert holm_adjust(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_levels(p, alpha=0.05) == pytest.approx(
+        [1 - 0.05 / 3, 1 - 0.05 / 1, 1 - 0.05 / 2, 1 - 0.05 / 4]
+    )
+    with_nan = holm_adjust(np.r_[p, np.nan])  # NaN is not a hypothesis: m stays 4
+    assert np.isnan(with_nan[-1]) and with_nan[:4] == pytest.approx(holm_adjust(p))
+    assert np.isnan(holm_levels([np.nan, 0.2])[0]) and holm_levels([np.nan, 0.2])[1] == 0.95
+    with pytest.raises(ValueError):
+        holm_adjust([1.2])
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 200):
+        raw = np.concatenate([rng.uniform(0, 1, size), rng.uniform(0, 1e-3, size // 3)])
+        reject, expected, _, _ = multitest.multipletests(raw, alpha=0.05, method="holm")
+        assert holm_adjust(raw) == pytest.approx(expected, abs=1e-12)
+        assert np.array_equal(holm_adjust(raw) <= 0.05, reject)
+
+
+def test_metric_direction():
+    assert LOWER_IS_BETTER == set(ERROR_METRICS)
+    assert not higher_is_better("mse") and not higher_is_better("mae_delta")
+    assert higher_is_better("pearson_delta") and higher_is_better("discrimination_l1")
 
 
 def test_summaries_and_subgroups():

@@ -3,6 +3,7 @@
 - ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
   values beside ours;
 - ``ceiling``: the split-half noise ceiling;
+- ``cell_eval_export``: a model's predictions as cell-eval's predicted / real AnnData pair;
 - ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup;
 - ``calibration``: calibrated scores, dynamic range fractions, uninformative metrics;
 - ``interactions``: genetic interactions of the test doubles (non-additivity, Norman's classes)
@@ -14,9 +15,12 @@ from perturb_assets.core.evaluation.benchmark import (
     COLUMNS,
     DE_FAMILY_METHOD,
     HEADLINE_METRICS,
+    HOLM_ALPHA,
+    HOLM_FAMILY,
     PAPER_DE_METHOD,
     PAPER_METRIC_NAMES,
     attach_paper_values,
+    better_than_train_mean,
     combine_datasets,
     de_lists_by_metric,
     de_method_lists,
@@ -41,10 +45,18 @@ from perturb_assets.core.evaluation.calibration import (
     control_mean_predictions,
     dynamic_range_fraction,
     metric_calibration,
+    with_holm_adjustment,
 )
 from perturb_assets.core.evaluation.ceiling import (
     noise_ceiling,
     split_half_means,
+)
+from perturb_assets.core.evaluation.cell_eval_export import (
+    CELL_EVAL_PERT_COL,
+    CellEvalPair,
+    cell_eval_command,
+    cell_eval_pair,
+    write_cell_eval_pair,
 )
 from perturb_assets.core.evaluation.coverage import (
     GEARS_COVERED,
@@ -66,6 +78,11 @@ from perturb_assets.core.evaluation.interactions import (
 )
 
 __all__ = [
+    "CELL_EVAL_PERT_COL",
+    "CellEvalPair",
+    "cell_eval_command",
+    "cell_eval_pair",
+    "write_cell_eval_pair",
     "ALL_SUBGROUPS",
     "CEILING_MODEL",
     "COLUMNS",
@@ -76,9 +93,12 @@ __all__ = [
     "INTERACTION_CLASSES",
     "INTERACTION_COLUMNS",
     "INTERACTION_TOLERANCE",
+    "HOLM_ALPHA",
+    "HOLM_FAMILY",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
     "attach_paper_values",
+    "better_than_train_mean",
     "combine_datasets",
     "de_lists_by_metric",
     "de_method_lists",
@@ -112,4 +132,5 @@ __all__ = [
     "control_mean_predictions",
     "dynamic_range_fraction",
     "metric_calibration",
+    "with_holm_adjustment",
 ]

@@ -29,8 +29,15 @@ from perturb_assets.core.metrics.de_family import (
     pseudobulk_de_table,
     real_de_table,
 )
+from perturb_assets.core.metrics.direction import higher_is_better
 from perturb_assets.core.metrics.perturbation import BASE_METRICS, evaluate_predictions
-from perturb_assets.core.metrics.statistics import bootstrap_ci, paired_comparison
+from perturb_assets.core.metrics.statistics import (
+    bootstrap_ci,
+    holm_adjust,
+    holm_interval,
+    holm_levels,
+    paired_comparison,
+)
 from perturb_assets.core.models import registry
 from perturb_assets.core.models.predictions import (
     prediction_frame,
@@ -47,9 +54,12 @@ __all__ = [
     "COLUMNS",
     "DE_FAMILY_METHOD",
     "HEADLINE_METRICS",
+    "HOLM_ALPHA",
+    "HOLM_FAMILY",
     "PAPER_DE_METHOD",
     "PAPER_METRIC_NAMES",
     "attach_paper_values",
+    "better_than_train_mean",
     "combine_datasets",
     "de_lists_by_metric",
     "de_method_lists",
@@ -65,6 +75,7 @@ __all__ = [
     "summarise",
     "target_columns",
     "with_calibrated_scores",
+    "with_holm_adjustment",
 ]
 
 ALL_SUBGROUPS = "all"
@@ -78,8 +89,13 @@ HEADLINE_METRICS = ("pearson", "pearson_delta", "pearson_de_delta", "pearson_del
 COLUMNS = [
     "dataset", "model", "features", "protocol", "de_method", "subgroup", "metric", "value",
     "ci_low", "ci_high", "n_conditions", "diff_vs_train_mean", "diff_ci_low", "diff_ci_high",
-    "win_rate_vs_train_mean", "calibrated_score", "n_seeds", "seed_sd",
+    "win_rate_vs_train_mean", "p_value_vs_train_mean", "p_holm", "diff_ci_low_holm",
+    "diff_ci_high_holm", "better_than_train_mean", "calibrated_score", "n_seeds", "seed_sd",
 ]  # fmt: skip
+#: Family-wise error rate of the Holm correction (``p_holm``, ``diff_ci_*_holm``).
+HOLM_ALPHA = 0.05
+#: One Holm family: every model × metric of a dataset sharing a DE method and a subgroup.
+HOLM_FAMILY = ["dataset", "de_method", "subgroup"]
 #: The ``model`` of the noise ceiling's rows (:mod:`perturb_assets.core.evaluation.ceiling`).
 CEILING_MODEL = "noise_ceiling"
 _METRIC_OF_POLICY = {
@@ -267,7 +283,7 @@ def summarise(
         key: part.set_index("condition")["value"]
         for key, part in per_condition[is_base].groupby(["protocol", "de_method", "metric"])
     }
-    rows = []
+    rows, resamples = [], []
     for key, group in per_condition.groupby(keys, sort=False):
         identity = dict(zip(keys, key, strict=True))
         base = _train_mean_for(train_mean, identity)
@@ -276,16 +292,48 @@ def summarise(
         for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False),
                                *extra]:  # fmt: skip
             values, spread = _over_seeds(part)
-            rows.append(
-                {
-                    "dataset": dataset,
-                    **identity,
-                    "subgroup": subgroup,
-                    **_summary_values(values, base, n_boot, seed),
-                    **spread,
-                }  # fmt: skip
-            )
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+            row, boot = _summary_values(values, base, n_boot, seed)
+            rows.append({"dataset": dataset, **identity, "subgroup": subgroup, **row, **spread})
+            resamples.append(boot)
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    return with_holm_adjustment(table, resamples)
+
+
+def with_holm_adjustment(
+    table: pd.DataFrame, resamples: list[np.ndarray | None], alpha: float = HOLM_ALPHA
+) -> pd.DataFrame:
+    """Holm-adjusted p-values and simultaneous intervals of the differences to Train Mean.
+
+    Within each family (:data:`HOLM_FAMILY`: one dataset, DE method and subgroup; every
+    model × features × protocol × metric of it with a p-value, the noise ceiling left out as
+    it is a reference, not a contender), ``p_holm`` is :func:`holm_adjust` of
+    ``p_value_vs_train_mean`` and ``diff_ci_low_holm`` / ``diff_ci_high_holm`` the interval
+    of the row's own bootstrap ``resamples`` at its Holm level ``1 - alpha / (m - rank + 1)``
+    (:func:`holm_levels`). ``better_than_train_mean`` is true only when Holm rejects the row's
+    hypothesis (``p_holm <= alpha``) and that interval excludes zero on the model's better
+    side: above zero for a higher-is-better metric, below zero for an error
+    (:func:`perturb_assets.core.metrics.higher_is_better`). Both are asked for because the
+    test (a rank test) and the interval (a bootstrap of the mean) can disagree on few
+    conditions: with three, every resampled mean of three positive differences is positive,
+    while the signed-rank test's smallest two-sided p-value is 0.25.
+    """
+    table = table.copy()
+    tested = table["p_value_vs_train_mean"].notna() & (table["model"] != CEILING_MODEL)
+    low, high = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    p_holm = np.full(len(table), np.nan)
+    for _, idx in table[tested].groupby(HOLM_FAMILY, sort=False).indices.items():
+        rows = np.flatnonzero(tested.to_numpy())[idx]
+        p = table["p_value_vs_train_mean"].to_numpy(float)[rows]
+        p_holm[rows] = holm_adjust(p)
+        for row, level in zip(rows, holm_levels(p, alpha), strict=True):
+            low[row], high[row] = holm_interval(resamples[row], level)
+    higher = table["metric"].map(higher_is_better).to_numpy(bool)
+    # NaN compares False: untested rows are never "better"
+    better = (p_holm <= alpha) & np.where(higher, low > 0, high < 0)
+    return table.assign(
+        p_holm=p_holm, diff_ci_low_holm=low, diff_ci_high_holm=high,
+        better_than_train_mean=better,
+    )  # fmt: skip
 
 
 def _over_seeds(part: pd.DataFrame) -> tuple[pd.Series, dict[str, float]]:
@@ -312,18 +360,21 @@ def _train_mean_for(train_mean: dict, identity: dict[str, str]) -> pd.Series | N
 
 def _summary_values(
     values: pd.Series, train_mean: pd.Series | None, n_boot: int, seed: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """One row's statistics, and the bootstrap resamples of its difference to Train Mean."""
     mean, low, high = bootstrap_ci(values.to_numpy(float), n_boot=n_boot, seed=seed)
     row = {"value": mean, "ci_low": low, "ci_high": high, "n_conditions": int(values.notna().sum())}
-    if train_mean is not None:
-        paired = paired_comparison(values, train_mean, n_boot=n_boot, seed=seed)
-        row |= {
-            "diff_vs_train_mean": paired["mean_diff"],
-            "diff_ci_low": paired["ci_low"],
-            "diff_ci_high": paired["ci_high"],
-            "win_rate_vs_train_mean": paired["win_rate"],
-        }
-    return row
+    if train_mean is None:
+        return row, None
+    paired = paired_comparison(values, train_mean, n_boot=n_boot, seed=seed, return_resamples=True)
+    row |= {
+        "diff_vs_train_mean": paired["mean_diff"],
+        "diff_ci_low": paired["ci_low"],
+        "diff_ci_high": paired["ci_high"],
+        "win_rate_vs_train_mean": paired["win_rate"],
+        "p_value_vs_train_mean": paired["p_value"],
+    }
+    return row, paired["resamples"]
 
 
 def evaluate_models(
@@ -407,6 +458,17 @@ def with_calibrated_scores(summary: pd.DataFrame) -> pd.DataFrame:
     index = pd.MultiIndex.from_frame(summary[keys])
     top, bottom = ceiling.reindex(index).to_numpy(), base.reindex(index).to_numpy()
     return summary.assign(calibrated_score=calibrated_score(summary["value"], bottom, top))
+
+
+def better_than_train_mean(table: pd.DataFrame, metric: str = "pearson_delta") -> list[str]:
+    """``model/features/protocol`` of the rows that beat Train Mean on ``metric`` over the whole
+    test set after the Holm adjustment (``better_than_train_mean``), in table order."""
+    rows = table[
+        (table["metric"] == metric)
+        & (table["subgroup"] == ALL_SUBGROUPS)
+        & table["better_than_train_mean"].eq(True)  # NaN (a table from before the column): no
+    ]
+    return (rows["model"] + "/" + rows["features"] + "/" + rows["protocol"]).tolist()
 
 
 def dynamic_range(table: pd.DataFrame, metric: str = "pearson_delta") -> tuple[str, float]:

@@ -7,7 +7,8 @@ Below the models because model selection scores with them:
 - ``cell_eval``: cell-eval's error and discrimination metrics;
 - ``de_family``: cell-eval's DE metrics (pdex's Wilcoxon DE of real and predicted cells,
   overlaps, direction, recall, AUCs), computed without cell-eval;
-- ``statistics``: bootstrap CIs and paired comparisons of per-condition values;
+- ``statistics``: bootstrap CIs and paired comparisons of per-condition values, Holm's
+  multiplicity adjustment;
 - ``direction``: which way is better for each metric, and its worst value."""
 
 from perturb_assets.core.metrics.cell_eval import (
@@ -44,9 +45,13 @@ from perturb_assets.core.metrics.perturbation import (
 from perturb_assets.core.metrics.statistics import (
     bootstrap_ci,
     bootstrap_ratio_ci,
+    holm_adjust,
+    holm_interval,
+    holm_levels,
     paired_comparison,
     subgroup_summary,
     summarise_metrics,
+    wilcoxon_p,
 )
 
 __all__ = [
@@ -68,6 +73,9 @@ __all__ = [
     "error_metrics",
     "evaluate_predictions",
     "higher_is_better",
+    "holm_adjust",
+    "holm_interval",
+    "holm_levels",
     "paired_comparison",
     "perturbation_metrics",
     "pseudobulk_de_table",
@@ -76,4 +84,5 @@ __all__ = [
     "subgroup_summary",
     "summarise_metrics",
     "worst_value",
+    "wilcoxon_p",
 ]

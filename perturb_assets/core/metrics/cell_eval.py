@@ -33,7 +33,12 @@ from typing import Literal
 import numba
 import numpy as np
 
-__all__ = ["DISCRIMINATION_METRICS", "ERROR_METRICS", "discrimination_scores", "error_metrics"]
+__all__ = [
+    "DISCRIMINATION_METRICS",
+    "ERROR_METRICS",
+    "discrimination_scores",
+    "error_metrics",
+]
 
 ERROR_METRICS: tuple[str, ...] = ("mse", "mae", "mse_delta", "mae_delta")
 DISCRIMINATION_METRICS: tuple[str, ...] = (

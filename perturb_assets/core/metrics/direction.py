@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from perturb_assets.core.metrics.cell_eval import ERROR_METRICS
+
 __all__ = ["LOWER_IS_BETTER", "WORST_VALUE", "higher_is_better", "worst_value"]
 
 #: Metrics where a lower value is better: the errors. Every other metric is better higher.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"mse", "mae", "mse_delta", "mae_delta"})
+LOWER_IS_BETTER: frozenset[str] = frozenset(ERROR_METRICS)
 
 #: The worst value a bounded metric can take, by name prefix: correlations reach -1, scores that
 #: are fractions (discrimination, overlaps, precisions, recalls, AUCs, direction agreement) 0.

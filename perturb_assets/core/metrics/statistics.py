@@ -4,6 +4,15 @@ A benchmark number is a mean over test conditions; :func:`bootstrap_ci` gives it
 interval and :func:`paired_comparison` the mean difference of two models over the conditions
 both scored (resampling conditions jointly), as the benchmark table reports them against Train
 Mean.
+
+Multiple comparisons. Each paired comparison also has a two-sided p-value: the Wilcoxon
+signed-rank test of the per-condition differences (:func:`scipy.stats.wilcoxon`; a
+nonparametric paired test on the same conditions the bootstrap resamples, and, unlike a
+bootstrap p-value, not floored at ``1 / n_boot``, which a Holm correction over hundreds of
+hypotheses needs). :func:`holm_adjust` gives Holm's step-down adjusted p-values and
+:func:`holm_levels` the per-hypothesis confidence levels ``1 - alpha / (m - rank + 1)`` at
+which :func:`holm_interval` cuts the same bootstrap resamples into Bonferroni-Holm style
+simultaneous intervals.
 """
 
 from __future__ import annotations
@@ -16,7 +25,11 @@ import pandas as pd
 __all__ = [
     "bootstrap_ci",
     "bootstrap_ratio_ci",
+    "holm_adjust",
+    "holm_interval",
+    "holm_levels",
     "paired_comparison",
+    "wilcoxon_p",
     "subgroup_summary",
     "summarise_metrics",
 ]
@@ -121,13 +134,33 @@ def bootstrap_ratio_ci(
     return (float(num.mean() / den.mean()), float(low), float(high))
 
 
+def wilcoxon_p(diff: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (zeros dropped).
+
+    1.0 when no difference is non-zero (nothing to tell the two apart), NaN when ``diff`` is
+    empty. scipy's exact null distribution is used for small samples without ties, the normal
+    approximation otherwise (``method="auto"``).
+    """
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(diff, dtype=np.float64).ravel()
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return float("nan")
+    if not np.any(d != 0):
+        return 1.0
+    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
 def paired_comparison(
     model_values: pd.Series,
     reference_values: pd.Series,
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
-) -> dict[str, float | int]:
+    *,
+    return_resamples: bool = False,
+) -> dict[str, float | int | np.ndarray]:
     """Paired comparison of a model with a baseline (e.g. Train Mean) over the same conditions.
 
     Parameters
@@ -138,13 +171,17 @@ def paired_comparison(
     n_boot, seed, ci
         Bootstrap of the mean difference, as in :func:`bootstrap_ci` (conditions resampled as
         pairs).
+    return_resamples
+        Also return the ``n_boot`` resampled mean differences (key ``resamples``), from which
+        :func:`holm_interval` cuts multiplicity-adjusted intervals.
 
     Returns
     -------
     dict
         ``mean_diff`` (mean of ``model - baseline``), ``ci_low``, ``ci_high`` (its bootstrap
         interval), ``win_rate`` (fraction of conditions where the model is higher, ties
-        counting one half) and ``n`` (number of paired conditions). NaN statistics when
+        counting one half), ``p_value`` (:func:`wilcoxon_p` of the differences) and ``n``
+        (number of paired conditions). NaN statistics (and empty ``resamples``) when
         ``n == 0``.
     """
     _check_boot(n_boot, ci)
@@ -160,16 +197,88 @@ def paired_comparison(
     diff = m[keep] - b[keep]
     n = int(diff.size)
     if n == 0:
-        return {
-            "mean_diff": np.nan,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "win_rate": np.nan,
-            "n": 0,
-        }
-    mean, low, high = bootstrap_ci(diff, n_boot=n_boot, ci=ci, seed=seed)
+        out: dict = dict.fromkeys(("mean_diff", "ci_low", "ci_high", "win_rate", "p_value"), np.nan)
+        out["n"] = 0
+        if return_resamples:
+            out["resamples"] = np.empty(0)
+        return out
+    # The same draws as bootstrap_ci(diff, n_boot, ci, seed), kept for the adjusted intervals.
+    means = _boot_means(diff, n_boot, seed)
+    low, high = np.quantile(means, [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
     win_rate = (np.count_nonzero(diff > 0) + 0.5 * np.count_nonzero(diff == 0)) / n
-    return {"mean_diff": mean, "ci_low": low, "ci_high": high, "win_rate": float(win_rate), "n": n}
+    out = {
+        "mean_diff": float(diff.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "win_rate": float(win_rate),
+        "p_value": wilcoxon_p(diff),
+        "n": n,
+    }
+    if return_resamples:
+        out["resamples"] = means
+    return out
+
+
+def _holm_order(p: np.ndarray) -> tuple[np.ndarray, int]:
+    """Positions of the non-NaN p-values in ascending order (stable), and how many there are."""
+    finite = np.flatnonzero(~np.isnan(p))
+    return finite[np.argsort(p[finite], kind="stable")], int(finite.size)
+
+
+def holm_adjust(p_values: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), controlling the family-wise error rate.
+
+    With the ``m`` non-NaN p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted
+    value of the ``k``-th is ``max_{j <= k} min(1, (m - j + 1) p_(j))``; a hypothesis is
+    rejected at level ``alpha`` exactly when its adjusted p-value is ``<= alpha``. NaN
+    p-values stay NaN and do not count in ``m``.
+
+    Parameters
+    ----------
+    p_values
+        Raw p-values of one family of hypotheses.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values in the input order.
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    order, m = _holm_order(p)
+    out = np.full(p.shape, np.nan)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def holm_levels(p_values: Iterable[float] | np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """Per-hypothesis confidence levels ``1 - alpha / (m - rank + 1)`` of Holm's procedure.
+
+    ``rank`` is the position (from 1) of the hypothesis's p-value in ascending order (ties in
+    input order), ``m`` the number of non-NaN p-values; the smallest p-value gets the
+    Bonferroni level ``1 - alpha / m``, the largest ``1 - alpha``. NaN p-values get NaN.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    order, m = _holm_order(p)
+    out = np.full(p.shape, np.nan)
+    out[order] = 1.0 - alpha / (m - np.arange(m))
+    return out
+
+
+def holm_interval(resamples: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval at ``level`` of bootstrap ``resamples`` (e.g. a :func:`holm_levels`
+    level); NaN without resamples or level. Beyond ``1 - 2 / n_boot`` the percentiles are the
+    extreme resamples, so a family of ``m`` hypotheses wants ``n_boot`` well above ``2 m / alpha``.
+    """
+    r = np.asarray(resamples, dtype=np.float64).ravel()
+    if r.size == 0 or not np.isfinite(level):
+        return (np.nan, np.nan)
+    low, high = np.quantile(r, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return (float(low), float(high))
 
 
 def _as_wide(per_condition: pd.DataFrame) -> pd.DataFrame:

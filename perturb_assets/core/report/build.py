@@ -314,6 +314,11 @@ def _add_tables(report: Report, inputs: ReportInputs) -> None:
         "ci_high",
         "paper_value",
         "diff_vs_train_mean",
+        "diff_ci_low_holm",
+        "diff_ci_high_holm",
+        "p_holm",
+        # The one column that says a model beats Train Mean (Holm-adjusted, metric direction).
+        "better_than_train_mean",
         "calibrated_score",
     ]
     report.tables["supp_table2"] = (

@@ -121,6 +121,11 @@ def metrics(
         metadata={
             "pearson_delta_by_model": markdown_table(headline, max_rows=40),
             "n_rows": len(table),
+            # Holm-adjusted over the dataset's models x metrics (whole test set)
+            "better_than_train_mean_on_pearson_delta": ", ".join(
+                evaluation.better_than_train_mean(table)
+            )
+            or "none",
             "skipped_models": ", ".join(skipped) or "none",
             "rejected_prediction_files": ", ".join(rejected["file"]) or "none",
             **coverage,

@@ -36,6 +36,7 @@ from perturb_assets.core.evaluation.benchmark import (
     summarise,
     target_columns,
     with_calibrated_scores,
+    with_holm_adjustment,
 )
 from perturb_assets.core.evaluation.calibration import (
     CALIBRATION_COLUMNS,
@@ -45,7 +46,6 @@ from perturb_assets.core.evaluation.calibration import (
     control_mean_predictions,
     dynamic_range_fraction,
     metric_calibration,
-    with_holm_adjustment,
 )
 from perturb_assets.core.evaluation.ceiling import (
     noise_ceiling,

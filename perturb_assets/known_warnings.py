@@ -42,6 +42,11 @@ KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
         "input files are observed source assets (their sha256 is the data version)",
     ),
     KnownWarning(
+        "dagster:PreviewWarning",
+        "Specifying a partitions_def on an AssetCheckSpec",
+        "the checks run per dataset partition, as the assets they check; used on purpose",
+    ),
+    KnownWarning(
         "builtins:UserWarning",
         "Writing zarr v2 data will no longer be the default",
         "the store pins zarr v2 (core.io.serialisation.ZARR_FORMAT): an upgrade of anndata must "

@@ -3,6 +3,8 @@
 - ``benchmark``: the metrics table (:func:`evaluate_models`), the headline table and the paper's
   values beside ours;
 - ``ceiling``: the split-half noise ceiling;
+- ``robustness``: degenerate predictions (attacks and near-truth anchors) scored like the
+  models, and whether any beats every honest model;
 - ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup."""
 
 from perturb_assets.core.evaluation.benchmark import (
@@ -38,11 +40,24 @@ from perturb_assets.core.evaluation.coverage import (
     gears_covered_conditions,
     prediction_coverage,
 )
+from perturb_assets.core.evaluation.robustness import (
+    ANCHORS,
+    ATTACKS,
+    NOISE_LEVELS,
+    degenerate_predictions,
+    higher_is_better,
+    prediction_role,
+    robustness_overview,
+    robustness_table,
+)
 
 __all__ = [
     "ALL_SUBGROUPS",
+    "ANCHORS",
+    "ATTACKS",
     "CEILING_MODEL",
     "COLUMNS",
+    "NOISE_LEVELS",
     "GEARS_COVERED",
     "GEARS_MODELS",
     "HEADLINE_METRICS",
@@ -52,17 +67,22 @@ __all__ = [
     "combine_datasets",
     "de_lists_by_metric",
     "de_method_lists",
+    "degenerate_predictions",
     "dynamic_range",
     "evaluate_models",
     "gears_covered_conditions",
     "headline_table",
     "headline_with_paper",
+    "higher_is_better",
     "load_paper_metrics",
     "model_metrics",
     "noise_ceiling",
     "pearson_delta_by_dataset",
     "per_condition_metrics",
     "prediction_coverage",
+    "prediction_role",
+    "robustness_overview",
+    "robustness_table",
     "split_half_means",
     "summarise",
     "target_columns",

@@ -296,11 +296,12 @@ def _placed(row, honest: pd.Series | None) -> dict:
 def robustness_overview(
     table: pd.DataFrame, de_methods: Sequence[str] = ("none", PAPER_DE_METHOD)
 ) -> pd.DataFrame:
-    """Metric (DE method) × prediction: ``"FOOLS (1/13)"`` where an attack wins, else its rank
-    among the honest models as ``"rank/n_honest"``, for display."""
+    """Metric (DE method) × prediction, for display: ``"3/19"`` is the prediction's rank among
+    itself and the 18 honest models (``"nan/19"``: no value), ``"FOOLS (1/19)"`` an attack
+    that beats them all."""
     rows = table[table["de_method"].isin(de_methods)]
     rank = rows["rank"].map(lambda r: "nan" if r != r else f"{int(r)}")
-    text = rank + "/" + rows["n_honest"].astype(str)
+    text = rank + "/" + (rows["n_honest"] + 1).astype(str)
     text = text.where(~rows["fools_metric"], "FOOLS (" + text + ")")
     metric = rows["metric"].where(
         rows["de_method"] == "none", rows["metric"] + " [" + rows["de_method"] + "]"

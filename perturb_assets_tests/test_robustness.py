@@ -135,6 +135,8 @@ def test_scaled_truth_keeps_the_correlation_but_not_the_error(battery):
     # mse = mean(((k - 1) delta)^2): ×2 errs by the whole delta, ×0.5 by half of it.
     mse_half, mse_double = (_value(table, p, "mse")["value"] for p in ("truth_x0.5", "truth_x2"))
     assert mse_double == pytest.approx(4 * mse_half, rel=1e-9)
+    # ×2 is as far from the truth as no change at all: the same mse as the control mean.
+    assert mse_double == pytest.approx(_value(table, "control_mean", "mse")["value"])
     control = _value(table, "control_mean", "pearson_delta")["value"]
     assert np.isnan(control) or control == 0.0
 

@@ -27,11 +27,12 @@ main_job = dg.define_asset_job(
     "dataset partition (metrics then include whatever foundation predictions are stored).",
 )
 
-# The foundation models (GPU-tagged, `gpu` pool) and the metrics that score them.
+# The foundation models (GPU-tagged, `gpu` pool) and the metrics that score them (and the
+# robustness battery, whose honest models they join).
 foundation_job = dg.define_asset_job(
     "foundation_job",
     selection=(FOUNDATION - dg.AssetSelection.assets("scgpt_checkpoint"))
-    | dg.AssetSelection.assets("metrics", "metrics_per_condition"),
+    | dg.AssetSelection.assets("metrics", "metrics_per_condition", "metric_robustness"),
     partitions_def=dataset_partitions,
     description="Train scGPT, GEARS and GEARS + scFoundation embeddings on one dataset "
     "partition (on a GPU when present) and rescore it.",

@@ -4,7 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturb_assets.core.evaluation import ALL_SUBGROUPS, CEILING_MODEL, attach_paper_values
+from perturb_assets.core.evaluation import (
+    ALL_SUBGROUPS,
+    ATTACKS,
+    CEILING_MODEL,
+    attach_paper_values,
+)
 from perturb_assets.core.io import VersionedStore
 from perturb_assets.core.metrics import DE_FAMILY_METRICS, DISCRIMINATION_METRICS, ERROR_METRICS
 from perturb_assets.core.models import (
@@ -123,3 +128,23 @@ def test_metric_calibration_reads_the_controls_from_the_metrics_table(materialis
     mse = table[(table["metric"] == "mse") & (table["model"] == "control_mean")].iloc[0]
     assert mse["value"] > mse["train_mean"] > mse["positive_control"]  # the errors' ladder
     assert table["uninformative"].dtype == bool and 0 < table["drf"].notna().sum()
+
+
+def test_metric_robustness_places_every_attack_among_the_honest_models(materialised):
+    store = VersionedStore(materialised)
+    table = store.read("assets", "metric_robustness", "synthetic")
+    metrics = _metrics(materialised)
+    assert set(ATTACKS) <= set(table["prediction"])
+    honest = metrics[(metrics["subgroup"] == ALL_SUBGROUPS) & (metrics["model"] != CEILING_MODEL)]
+    n_models = len(honest.drop_duplicates(["model", "features"]))
+    assert (table["n_honest"] == n_models).all()
+    assert table["rank"].dropna().between(1, n_models + 1).all()
+    # The battery's train_mean is the Train Mean model itself: it ties, it never wins.
+    own = table[table["prediction"] == "train_mean"].set_index(["metric", "de_method"])
+    model = honest[honest["model"] == "train_mean"].set_index(["metric", "de_method"])["value"]
+    np.testing.assert_allclose(own["value"], model.reindex(own.index), rtol=1e-6)
+    assert not own["beats_best_honest"].any()
+    # Mildly noisy truth beats every honest model on the errors (lower is better).
+    near = table[(table["prediction"] == "truth_plus_noise_0.05") & (table["metric"] == "mse")]
+    assert (near["rank"] == 1).all() and (near["value"] < near["best_honest_value"]).all()
+    assert (table["fools_metric"] == table["beats_best_honest"] & (table["role"] == "attack")).all()

@@ -5,6 +5,8 @@
 - ``ceiling``: the split-half noise ceiling;
 - ``cell_eval_export``: a model's predictions as cell-eval's predicted / real AnnData pair;
 - ``coverage``: which test conditions each model predicts, and the ``gears_covered`` subgroup;
+- ``robustness``: degenerate predictions (attacks and near-truth anchors) scored like the
+  models, and whether any beats every honest model;
 - ``calibration``: calibrated scores, dynamic range fractions, uninformative metrics;
 - ``interactions``: genetic interactions of the test doubles (non-additivity, Norman's classes)
   and how well each model predicts them, against the additive expectation."""
@@ -76,6 +78,15 @@ from perturb_assets.core.evaluation.interactions import (
     interaction_table,
     single_deltas,
 )
+from perturb_assets.core.evaluation.robustness import (
+    ANCHORS,
+    ATTACKS,
+    NOISE_LEVELS,
+    degenerate_predictions,
+    prediction_role,
+    robustness_overview,
+    robustness_table,
+)
 
 __all__ = [
     "CELL_EVAL_PERT_COL",
@@ -84,9 +95,12 @@ __all__ = [
     "cell_eval_pair",
     "write_cell_eval_pair",
     "ALL_SUBGROUPS",
+    "ANCHORS",
+    "ATTACKS",
     "CEILING_MODEL",
     "COLUMNS",
     "DE_FAMILY_METHOD",
+    "NOISE_LEVELS",
     "GEARS_COVERED",
     "GEARS_MODELS",
     "HEADLINE_METRICS",
@@ -103,6 +117,7 @@ __all__ = [
     "de_lists_by_metric",
     "de_method_lists",
     "double_perturbations",
+    "degenerate_predictions",
     "dynamic_range",
     "evaluate_models",
     "gears_covered_conditions",
@@ -121,6 +136,9 @@ __all__ = [
     "score_frames",
     "prediction_coverage",
     "single_deltas",
+    "prediction_role",
+    "robustness_overview",
+    "robustness_table",
     "split_half_means",
     "summarise",
     "target_columns",

@@ -11,11 +11,11 @@ from perturb_assets.core.evaluation import (
     ATTACKS,
     degenerate_predictions,
     evaluate_models,
-    higher_is_better,
     prediction_role,
     robustness_overview,
     robustness_table,
 )
+from perturb_assets.core.metrics import higher_is_better
 from perturb_assets.core.models import prediction_table
 
 N_GENES = 12

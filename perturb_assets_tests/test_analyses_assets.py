@@ -84,7 +84,8 @@ def test_report_opens_in_a_real_browser_with_every_figure(run):
     report = Path(_metadata(instance, "benchmark_report", None)["report"])
     expected = {"fig1_synthetic", "fig2ab", "fig2c_synthetic", "fig2d", "fig2e", "supp_fig2",
                 "supp_fig1_synthetic", "sweep", "discrimination_synthetic",
-                "calibration_synthetic"}  # fmt: skip
+                "calibration_synthetic", "robustness_synthetic",
+                "interactions_synthetic"}  # fmt: skip
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -106,7 +107,10 @@ def test_report_opens_with_the_headline_table_and_marks_uninformative_metrics(ru
     meta = _metadata(instance, "benchmark_report", None)
     page = Path(meta["report"]).read_text()
     assert page.index("<h2 id='headline'") < page.index("<figure")
-    assert "calibration_synthetic" in meta
+    assert {"calibration_synthetic", "robustness_synthetic", "interactions_synthetic"} <= set(meta)
+    folder = Path(meta["report"]).parent
+    interactions = (folder / "genetic_interactions.csv").read_text()
+    assert "error_ratio" in interactions and "random_forest" in interactions
     calibration = (Path(meta["report"]).parent / "metric_calibration.csv").read_text()
     header = calibration.splitlines()[0]
     assert "uninformative" in header and "drf" in header

@@ -38,8 +38,7 @@ from perturb_assets.core.evaluation.benchmark import (
     ALL_SUBGROUPS,
     CEILING_MODEL,
     PAPER_DE_METHOD,
-    de_method_lists,
-    model_metrics,
+    score_frames,
     target_columns,
 )
 from perturb_assets.core.gears.format import CONTROL
@@ -215,6 +214,7 @@ def robustness_table(
     de_table: pd.DataFrame | None,
     honest: pd.DataFrame,
     gene_names: pd.Series | None = None,
+    cells: AnnData | None = None,
 ) -> pd.DataFrame:
     """Each degenerate prediction's score, and its rank among the honest models, per metric.
 
@@ -222,8 +222,9 @@ def robustness_table(
     ----------
     predictions
         Output of :func:`degenerate_predictions`.
-    pseudobulk, split, de_table, gene_names
-        As for :func:`perturb_assets.core.evaluation.per_condition_metrics`.
+    pseudobulk, split, de_table, gene_names, cells
+        As for :func:`perturb_assets.core.evaluation.per_condition_metrics` (with ``cells``,
+        cell-eval's DE family is scored too, as for the models).
     honest
         The ``metrics`` summary table: its whole-test-set rows of every model but the noise
         ceiling are the honest models.
@@ -236,16 +237,11 @@ def robustness_table(
         ``n_honest``, the best honest model and value, ``beats_best_honest`` and
         ``fools_metric`` (an attack that beats the best honest model).
     """
-    profiles = pseudobulk.drop(columns=["n_cells"], errors="ignore")
-    ctrl = profiles.loc[CONTROL]
-    lists = de_method_lists(de_table) if de_table is not None else {}
-    scores = []
-    for name, pred in predictions.items():
-        truth = profiles.loc[pred.index]
-        long = model_metrics(pred, truth, ctrl, lists, split["subgroup"], gene_names)
-        scores.append(long.assign(prediction=name))
+    de_table = de_table if de_table is not None else pd.DataFrame(columns=["method"])
+    scores = score_frames(predictions, pseudobulk, split, de_table, gene_names, cells=cells)
     keys = ["metric", "de_method", "prediction"]
-    table = pd.concat(scores).groupby(keys, sort=False)["value"].mean().reset_index()
+    scores = scores.rename(columns={"model": "prediction"})
+    table = scores.groupby(keys, sort=False)["value"].mean().reset_index()
     reference = _honest_values(honest)
     rows = [_placed(row, reference.get((row.metric, row.de_method))) for row in table.itertuples()]
     return pd.DataFrame(rows)

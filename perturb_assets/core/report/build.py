@@ -12,7 +12,8 @@ self-contained HTML file (figures inline, no external resource) that opens offli
 * Supplementary Fig. 1: subgroups of a combination dataset; Supplementary Fig. 2: embedding
   coherence per gene-set collection;
 * beyond the paper: the diversity sweep, the discrimination score, the ceiling, and each
-  metric's calibration (dynamic range fraction, uninformative metrics flagged);
+  metric's calibration (dynamic range fraction, uninformative metrics flagged), the
+  metric-robustness battery and the genetic interactions of the doubles;
 * Supplementary Tables 1-3 (CSV and HTML).
 """
 
@@ -36,6 +37,7 @@ from perturb_assets.core.evaluation.benchmark import (
 )
 from perturb_assets.core.evaluation.calibration import DRF_GATE
 from perturb_assets.core.evaluation.coverage import GEARS_COVERED
+from perturb_assets.core.evaluation.interactions import interaction_summary
 from perturb_assets.core.io.atomic import atomic_write
 from perturb_assets.core.metrics.cell_eval import DISCRIMINATION_METRICS
 from perturb_assets.core.models import registry
@@ -47,6 +49,10 @@ __all__ = [
     "ReportInputs",
     "add_dataset_figures",
     "build_report",
+    "calibration_figure",
+    "interaction_figure",
+    "interaction_models",
+    "robustness_figure",
     "load_paper_datasets",
     "sweep_points",
     "write_report",
@@ -75,8 +81,9 @@ class ReportInputs:
         Columns ``collection``, ``embedding``, ``delta``, ``ci_low``, ``ci_high``.
     sweep
         The diversity sweep (``median_corr``, ``dynamic_range``, ``ceiling_minus_train_mean``).
-    calibration
-        Every dataset's ``metric_calibration`` table, with a ``dataset`` column.
+    calibration, robustness, interactions
+        Every dataset's ``metric_calibration``, ``metric_robustness`` and
+        ``genetic_interactions`` tables, each with a ``dataset`` column.
     """
 
     summary: pd.DataFrame
@@ -85,6 +92,8 @@ class ReportInputs:
     coherence: pd.DataFrame = field(default_factory=pd.DataFrame)
     sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
     calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    robustness: pd.DataFrame = field(default_factory=pd.DataFrame)
+    interactions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -143,6 +152,8 @@ def build_report(inputs: ReportInputs) -> Report:
     add_dataset_figures(report, inputs.overview, inputs.correlations)
     _add_subgroups(report, inputs.summary)
     _add_calibration(report, inputs.calibration)
+    _add_robustness(report, inputs.robustness)
+    _add_interactions(report, inputs.interactions)
     if not inputs.coherence.empty:
         report.figures["supp_fig2"] = (
             "Supplementary Fig. 2: embedding coherence",
@@ -256,25 +267,91 @@ def _add_subgroups(report: Report, summary: pd.DataFrame) -> None:
 def _calibration_by_metric(calibration: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × metric (the all-gene metrics and the t-test DE ones)."""
     rows = calibration[calibration["de_method"].isin(["none", PAPER_DE_METHOD])]
-    rows = rows.drop_duplicates(["dataset", "de_method", "metric"])
-    label = rows["metric"].where(rows["de_method"] == "none", rows["metric"] + " (t-test)")
-    return rows.assign(label=label)
+    keys = [k for k in ("dataset", "de_method", "metric") if k in rows]
+    rows = rows.drop_duplicates(keys)
+    return rows.assign(label=_metric_label(rows))
+
+
+def _metric_label(rows: pd.DataFrame) -> pd.Series:
+    return rows["metric"].where(rows["de_method"] == "none", rows["metric"] + " (t-test)")
+
+
+def calibration_figure(calibration: pd.DataFrame, dataset: str) -> bytes:
+    """PNG: one dataset's ``metric_calibration`` as DRF bars (uninformative ones hatched)."""
+    by_metric = _calibration_by_metric(calibration)
+    return plots.png_bytes(plots.calibration_bars(by_metric, dataset, DRF_GATE))
+
+
+def robustness_figure(robustness: pd.DataFrame, dataset: str) -> bytes:
+    """PNG: one dataset's ``metric_robustness`` as a metric × prediction rank heatmap."""
+    rows = robustness[robustness["de_method"].isin(["none", PAPER_DE_METHOD])]
+    return plots.png_bytes(plots.robustness_heatmap(rows.assign(label=_metric_label(rows)),
+                                                    dataset))  # fmt: skip
+
+
+def interaction_models(interactions: pd.DataFrame) -> pd.DataFrame:
+    """One dataset's ``genetic_interactions`` summarised per model, with a ``label``."""
+    summary = interaction_summary(interactions.drop(columns="dataset", errors="ignore"))
+    summary = summary.reset_index()
+    return summary.assign(label=summary["model"] + "/" + summary["features"])
+
+
+def interaction_figure(interactions: pd.DataFrame, dataset: str) -> bytes:
+    """PNG: each model's error on the doubles over the additive expectation's, with CIs."""
+    return plots.png_bytes(plots.interaction_bars(interaction_models(interactions), dataset))
 
 
 def _add_calibration(report: Report, calibration: pd.DataFrame) -> None:
     if calibration.empty:
         return
-    by_metric = _calibration_by_metric(calibration)
-    for dataset, part in by_metric.groupby("dataset", sort=True):
+    for dataset, part in calibration.groupby("dataset", sort=True):
         report.figures[f"calibration_{dataset}"] = (
             f"Metric calibration: dynamic range fraction, {dataset} (grey: uninformative)",
-            plots.png_bytes(plots.calibration_bars(part, dataset, DRF_GATE)),
+            calibration_figure(part, dataset),
         )
     columns = ["dataset", "label", "positive_control", "train_mean", "control_mean", "drf",
                "replicate_win_rate", "p_value", "uninformative"]  # fmt: skip
     report.tables["metric_calibration"] = (
         "Metric calibration: replicate, baselines, DRF; uninformative metrics flagged",
-        by_metric.reindex(columns=columns).round(4),
+        _calibration_by_metric(calibration).reindex(columns=columns).round(4),
+    )
+
+
+def _add_robustness(report: Report, robustness: pd.DataFrame) -> None:
+    if robustness.empty:
+        return
+    for dataset, part in robustness.groupby("dataset", sort=True):
+        report.figures[f"robustness_{dataset}"] = (
+            f"Metric robustness: degenerate predictions ranked among the models, {dataset} "
+            "(F: an attack beats every honest model)",
+            robustness_figure(part, dataset),
+        )
+    rows = robustness[robustness["de_method"].isin(["none", PAPER_DE_METHOD])]
+    fooled = rows[rows["fools_metric"]].assign(label=_metric_label)
+    report.tables["metric_robustness"] = (
+        "Metric robustness: the attacks that beat every honest model",
+        fooled.reindex(columns=["dataset", "label", "prediction", "value", "rank", "n_honest"])
+        .round(4)
+        .reset_index(drop=True),
+    )
+
+
+def _add_interactions(report: Report, interactions: pd.DataFrame) -> None:
+    if interactions.empty:
+        return
+    tables = []
+    for dataset, part in interactions.groupby("dataset", sort=True):
+        report.figures[f"interactions_{dataset}"] = (
+            f"Genetic interactions: error on the doubles relative to the additive expectation, "
+            f"{dataset} (blue: beats additive)",
+            interaction_figure(part, dataset),
+        )
+        summary = interaction_models(part).drop(columns="label")
+        tables.append(summary.assign(dataset=dataset))
+    report.tables["genetic_interactions"] = (
+        "Genetic interactions per model (non-additivity correlation, class accuracy, error "
+        "ratio to additive)",
+        pd.concat(tables, ignore_index=True).round(4),
     )
 
 

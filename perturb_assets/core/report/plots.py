@@ -26,9 +26,11 @@ __all__ = [
     "coherence_bars",
     "correlation_distributions",
     "correlation_heatmap",
+    "interaction_bars",
     "median_vs_dynamic_range",
     "model_bars",
     "png_bytes",
+    "robustness_heatmap",
     "subgroup_bars",
     "sweep_plot",
 ]
@@ -277,3 +279,44 @@ def _label_points(ax: Axes, points: pd.DataFrame) -> None:
             xytext=(3, 3),
             textcoords="offset points",
         )
+
+
+def robustness_heatmap(table: pd.DataFrame, title: str) -> Figure:
+    """Metric (rows) × degenerate prediction (columns): the prediction's rank among the honest
+    models as a fraction (0: better than all, 1: worse than all); ``F`` where an attack beats
+    every honest model (the metric is fooled)."""
+    table = table.assign(position=(table["rank"] - 1) / table["n_honest"])
+    wide = table.pivot_table(index="label", columns="prediction", values="position",
+                             sort=False)  # fmt: skip
+    fooled = table.pivot_table(index="label", columns="prediction", values="fools_metric",
+                               aggfunc="max", sort=False).reindex_like(wide)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(0.5 * wide.shape[1] + 3.5, 0.3 * wide.shape[0] + 1.8))
+    image = ax.imshow(wide.to_numpy(float), cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
+    for (i, j), flag in np.ndenumerate(fooled.fillna(False).to_numpy(bool)):
+        if flag:
+            ax.text(j, i, "F", ha="center", va="center", fontsize=7, fontweight="bold")
+    ax.set_xticks(np.arange(wide.shape[1]), wide.columns, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(wide.shape[0]), wide.index, fontsize=7)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.04, label="rank among honest models (0 best)")
+    return fig
+
+
+def interaction_bars(summary: pd.DataFrame, title: str) -> Figure:
+    """Each model's error on the double perturbations relative to the additive expectation
+    (``error_ratio`` with its CI), sorted; the additive model's 1 as a dashed line: a model
+    beats additive only when its whole interval lies below it."""
+    rows = summary.sort_values("error_ratio")
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(rows) + 1.5), 3.6))
+    x = np.arange(len(rows))
+    values = rows["error_ratio"].to_numpy(float)
+    errors = np.vstack([values - rows["ratio_ci_low"].to_numpy(float),
+                        rows["ratio_ci_high"].to_numpy(float) - values])  # fmt: skip
+    colours = np.where(rows["beats_additive"].to_numpy(bool), PALETTE[1], PALETTE[0])
+    ax.bar(x, values, yerr=np.nan_to_num(errors), color=colours, capsize=2)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="additive expectation")
+    ax.legend(fontsize=7)
+    ax.set_xticks(x, rows["label"], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("error / additive error")
+    ax.set_title(title)
+    return fig

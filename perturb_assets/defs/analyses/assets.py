@@ -252,6 +252,8 @@ def diversity_overview(
         "embedding_coherence": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
         "diversity_sweep_summary": dg.AssetIn(metadata=_OPTIONAL),
         "metric_calibration": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
+        "metric_robustness": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
+        "genetic_interactions": dg.AssetIn(partition_mapping=ALL, metadata=_OPTIONAL),
     },
     description="The paper's figures and tables (Fig. 1 B-E, Fig. 2 A-E, Supp. Figs 1-2, Supp. "
     "Tables 1-3) redrawn from the assets, with our extras, as PNGs, CSVs and one "
@@ -265,6 +267,8 @@ def benchmark_report(
     embedding_coherence: dict[str, pd.DataFrame] | None,
     diversity_sweep_summary: pd.DataFrame | None,
     metric_calibration: dict[str, pd.DataFrame] | None,
+    metric_robustness: dict[str, pd.DataFrame] | None,
+    genetic_interactions: dict[str, pd.DataFrame] | None,
 ) -> dg.Output[dict]:
     inputs = ReportInputs(
         summary=benchmark_summary,
@@ -273,6 +277,8 @@ def benchmark_report(
         coherence=_first_coherence(embedding_coherence),
         sweep=diversity_sweep_summary if diversity_sweep_summary is not None else pd.DataFrame(),
         calibration=_by_dataset(metric_calibration),
+        robustness=_by_dataset(metric_robustness),
+        interactions=_by_dataset(genetic_interactions),
     )
     report = build_report(inputs)
     path = write_report(report, data_sources.root / "reports")

@@ -8,8 +8,9 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.core import evaluation
+from perturb_assets.core.report import calibration_figure
 from perturb_assets.defs.automation import REFRESH
-from perturb_assets.defs.metadata import markdown_table
+from perturb_assets.defs.metadata import figure, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 
 GROUP = "metrics"
@@ -27,18 +28,20 @@ GROUP = "metrics"
     "across conditions, and whether it is uninformative on this dataset.",
 )
 def metric_calibration(
+    context: dg.AssetExecutionContext,
     metrics: pd.DataFrame,
     metrics_per_condition: pd.DataFrame,
     pseudobulk: ad.AnnData,
     perturbation_split: pd.DataFrame,
     de_genes: pd.DataFrame,
+    expression: ad.AnnData,
 ) -> dg.Output[pd.DataFrame]:
     profiles = pseudobulk.to_df()
     test = perturbation_split.index[perturbation_split["split"] == "test"]
     no_change = evaluation.control_mean_predictions(profiles, profiles.index.intersection(test))
     control_mean = evaluation.score_frames(
         {evaluation.CONTROL_MEAN_MODEL: no_change}, profiles, perturbation_split, de_genes,
-        pseudobulk.var.get("gene_name"),
+        pseudobulk.var.get("gene_name"), cells=expression,
     )  # fmt: skip
     table = evaluation.metric_calibration(metrics, metrics_per_condition, control_mean)
     by_metric = table.drop_duplicates(["de_method", "metric"]).set_index(["de_method", "metric"])
@@ -52,6 +55,7 @@ def metric_calibration(
                 f"{m} ({d})" for d, m in by_metric.index[by_metric["uninformative"]]
             )
             or "none",
+            "drf_plot": figure(calibration_figure(table, context.partition_key), "DRF"),
             "n_rows": len(table),
         },
     )

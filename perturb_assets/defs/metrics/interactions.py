@@ -8,8 +8,9 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.core import evaluation
+from perturb_assets.core.report import interaction_figure
 from perturb_assets.defs.automation import REFRESH
-from perturb_assets.defs.metadata import markdown_table
+from perturb_assets.defs.metadata import figure, markdown_table
 from perturb_assets.defs.metrics.assets import GROUP, PREDICTION_INS
 from perturb_assets.defs.partitions import dataset_partitions
 
@@ -58,6 +59,9 @@ def genetic_interactions(
         metadata={
             "summary_by_model": markdown_table(summary, max_rows=40),
             "class_counts": markdown_table(counts, max_rows=40),
+            "error_ratio_plot": figure(
+                interaction_figure(table, context.partition_key), "error over additive's"
+            ),
             "n_rows": len(table),
             "n_doubles": int(table["condition"].nunique()),
             "models_beating_additive": ", ".join(

@@ -8,7 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from perturb_assets.core import evaluation
-from perturb_assets.defs.metadata import markdown_table
+from perturb_assets.core.report import robustness_figure
+from perturb_assets.defs.metadata import figure, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 
 GROUP = "metrics"
@@ -26,6 +27,7 @@ GROUP = "metrics"
     "attack beats them all.",
 )
 def metric_robustness(
+    context: dg.AssetExecutionContext,
     pseudobulk: ad.AnnData,
     perturbation_split: pd.DataFrame,
     de_genes: pd.DataFrame,
@@ -38,8 +40,9 @@ def metric_robustness(
         profiles, perturbation_split, de_genes, expression, gene_names=gene_names
     )
     table = evaluation.robustness_table(
-        predictions, profiles, perturbation_split, de_genes, metrics, gene_names
-    )
+        predictions, profiles, perturbation_split, de_genes, metrics, gene_names,
+        cells=expression,
+    )  # fmt: skip
     fooled = table[table["fools_metric"]]
     return dg.Output(
         table,
@@ -47,6 +50,7 @@ def metric_robustness(
             "rank_among_honest_models": markdown_table(
                 evaluation.robustness_overview(table), max_rows=40
             ),
+            "rank_heatmap": figure(robustness_figure(table, context.partition_key), "ranks"),
             "n_fooled": len(fooled),
             "fooled": ", ".join(sorted(set(fooled["prediction"] + " → " + fooled["metric"])))
             or "none",

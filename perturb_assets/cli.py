@@ -386,7 +386,8 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """Every subcommand and its options."""
     parser = argparse.ArgumentParser(prog="perturb-assets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
@@ -460,7 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     lineage.add_argument("asset", help="asset key, e.g. metrics")
     lineage.add_argument("--partition", default=None, help="dataset (omit when unpartitioned)")
     lineage.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "simulate":
         return _simulate(argv[1:])

@@ -370,6 +370,25 @@ def test_paired_p_value_is_scipys_wilcoxon_and_resamples_give_the_ci():
     assert paired_comparison(base, base)["p_value"] == 1.0
 
 
+def test_wilcoxon_p_equals_scipy_with_ties_and_zeros():
+    # Small samples with ties or zeros take our enumeration of the sign flips; scipy runs a
+    # permutation test there. Larger or tie-free samples go to scipy itself. Same p-values.
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(11)
+    n_enumerated = 0
+    for n in [2, 3, 5, 8, 13, 14, 20]:
+        for _ in range(12):
+            d = rng.integers(-3, 4, size=n) * 0.25  # many ties and zeros
+            if not np.any(d != 0):
+                continue
+            n_enumerated += n <= 13
+            assert wilcoxon_p(d) == pytest.approx(wilcoxon(d).pvalue, rel=1e-12, abs=0)
+    assert n_enumerated > 50
+    tied = np.array([0.5, 0.5, -0.25, 0.0, 1.0, 0.5])
+    assert wilcoxon_p(tied) == pytest.approx(wilcoxon(tied).pvalue, rel=1e-12, abs=0)
+
+
 def test_holm_hand_example_and_statsmodels():
     # Sorted: .005 (x4 = .02), .01 (x3 = .03), .03 (x2 = .06), .04 (x1 = .04 -> running max .06).
     p = np.array([0.01, 0.04, 0.03, 0.005])

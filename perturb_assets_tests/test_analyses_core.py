@@ -210,7 +210,8 @@ def _noisy_dataset(sigma: float, cells: int, seed: int = 6):
     labels = np.repeat(conditions, cells)
     x = np.repeat(means, cells, axis=0) + sigma * rng.normal(size=(len(labels), n_genes))
     adata = ad.AnnData(sp.csr_matrix(x.astype(np.float32)),
-                       obs=pd.DataFrame({"condition": pd.Categorical(labels)}),
+                       obs=pd.DataFrame({"condition": pd.Categorical(labels)},
+                                       index=[f"cell{i}" for i in range(len(labels))]),
                        var=pd.DataFrame({"gene_name": [f"S{i}" for i in range(n_genes)]},
                                         index=[f"ENSG{i}" for i in range(n_genes)]))  # fmt: skip
     split = pd.DataFrame(
@@ -240,6 +241,24 @@ def test_ceiling_error_matches_the_noise_it_was_simulated_with():
     quiet = noise_ceiling(*_noisy_dataset(0.1, cells)[:2], None, truth, n_repeats=3)
     assert quiet[quiet["metric"] == "pearson"]["value"].mean() > ceiling[
         ceiling["metric"] == "pearson"]["value"].mean()  # fmt: skip
+
+
+def test_ceiling_scores_cell_evals_de_family_on_the_other_halfs_cells():
+    from perturb_assets.core.evaluation.benchmark import DE_FAMILY_METHOD
+
+    def family(sigma: float, **kw) -> pd.Series:
+        adata, split, truth = _noisy_dataset(sigma, 40)
+        table = noise_ceiling(adata, split, None, truth, n_repeats=2, **kw)
+        rows = table[table["de_method"] == DE_FAMILY_METHOD]
+        return rows.groupby("metric")["value"].mean()
+
+    quiet, noisy = family(0.1), family(3.0)
+    assert {"overlap_at_N", "de_direction_match", "pr_auc"} <= set(quiet.index)
+    # The means differ by about 1 per gene: with little noise both halves find the same
+    # DE genes with the same signs; with much noise they agree less.
+    assert quiet["de_direction_match"] > 0.95
+    assert quiet["overlap_at_N"] > noisy["overlap_at_N"]
+    assert family(0.1, de_family=False).empty
 
 
 def test_de_lists_feed_the_de_metrics():

@@ -8,6 +8,10 @@ lists). This is repeated over ``n_repeats`` random splits and averaged per condi
 metrics summary then reports it as the model ``noise_ceiling`` and places every model as a
 fraction of the way from Train Mean to it.
 
+cell-eval's DE family is scored the same way: the second half's cells are tested against the
+control cells for the real DE table, the first half's mean as a pseudo-bulk prediction of the
+same number of cells (as every model's is), so `metric_calibration` calibrates it too.
+
 A half has half the cells, so its mean is noisier than the full pseudo-bulk profile a model is
 scored against: the split-half ceiling is a conservative (low) estimate of the attainable
 score. Conditions with fewer than two cells have no ceiling.
@@ -19,7 +23,12 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from perturb_assets.core.evaluation.benchmark import CEILING_MODEL, de_method_lists, model_metrics
+from perturb_assets.core.evaluation.benchmark import (
+    CEILING_MODEL,
+    _DEFamily,
+    de_method_lists,
+    model_metrics,
+)
 from perturb_assets.core.gears.format import CONTROL
 from perturb_assets.core.pp.pseudobulk import group_codes, group_sums
 
@@ -33,6 +42,14 @@ def split_half_means(
 
     One pass over ``X``: every cell gets the code ``2 * condition + half``.
     """
+    first, second, _ = _split_half(adata, conditions, rng)
+    return first, second
+
+
+def _split_half(
+    adata: AnnData, conditions: list[str], rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """:func:`split_half_means` and every cell's half code (-1: in neither half)."""
     codes, labels = group_codes(adata, "condition")
     wanted = pd.Index(labels).get_indexer(conditions)
     position = np.full(len(labels), -1)
@@ -51,7 +68,21 @@ def split_half_means(
     index = pd.Index(conditions, name="condition")
     first = pd.DataFrame(means[0::2], index=index, columns=adata.var_names)
     second = pd.DataFrame(means[1::2], index=index, columns=adata.var_names)
-    return first, second
+    return first, second, half_codes
+
+
+def _de_family_scores(
+    adata: AnnData,
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    half_codes: np.ndarray,
+    subgroups: pd.Series,
+) -> pd.DataFrame:
+    """The DE family of the first half's mean against the second half's cells (and controls)."""
+    is_control = (adata.obs["condition"].astype(str) == CONTROL).to_numpy()
+    second_half = (half_codes >= 0) & (half_codes % 2 == 1)
+    real = adata[np.flatnonzero(second_half | is_control)]
+    return _DEFamily(real, second).metrics(first, subgroups)
 
 
 def noise_ceiling(
@@ -61,6 +92,7 @@ def noise_ceiling(
     pseudobulk: pd.DataFrame,
     n_repeats: int = 5,
     seed: int = 0,
+    de_family: bool = True,
 ) -> pd.DataFrame:
     """Per test condition and metric: the split-half score averaged over ``n_repeats`` splits.
 
@@ -76,6 +108,8 @@ def noise_ceiling(
         Condition means with a ``ctrl`` row (the control mean of every score).
     n_repeats, seed
         Random half-splits and their seed.
+    de_family
+        Also score cell-eval's DE family (when ``adata`` has control cells).
 
     Returns
     -------
@@ -91,8 +125,11 @@ def noise_ceiling(
     rng = np.random.default_rng(seed)
     runs = []
     for repeat in range(n_repeats):
-        first, second = split_half_means(adata, test, rng)
+        first, second, half_codes = _split_half(adata, test, rng)
         scores = model_metrics(first, second, ctrl, lists, split["subgroup"], gene_names)
+        if de_family and cells.get(CONTROL, 0) > 0 and test:
+            family = _de_family_scores(adata, first, second, half_codes, split["subgroup"])
+            scores = pd.concat([scores, family], ignore_index=True)
         runs.append(scores.assign(repeat=repeat))
     keys = ["condition", "subgroup", "metric", "de_method"]
     every = pd.concat(runs, ignore_index=True)

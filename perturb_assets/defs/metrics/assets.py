@@ -38,10 +38,11 @@ class MetricsConfig(dg.Config):
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"pandas", "parquet"},
     description="Split-half noise ceiling per test condition and metric: a random half of "
-    "the condition's cells scored as a prediction of the other half, averaged over 5 splits.",
+    "the condition's cells scored as a prediction of the other half, averaged over 5 splits; "
+    "cell-eval's DE family included (the other half's cells against the controls).",
 )
 def noise_ceiling(
     expression: ad.AnnData,

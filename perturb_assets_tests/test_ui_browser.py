@@ -42,8 +42,8 @@ UI_TIMEOUT_MS = 30_000
 STOP_TIMEOUT_S = 30
 # The groups drawn (expanded) in the graph screenshot: small enough to stay legible.
 GRAPH_GROUPS = ("datasets", "metrics", "analyses")
-# One asset or more per group, each drawn inside the first viewport: the graph only renders the nodes
-# in view, and the analyses group grew past it (diversity_sweep sits off-screen).
+# One asset or more per group, each drawn inside the first viewport: the graph renders only the
+# nodes in view, and the analyses group grew past it (diversity_sweep sits off-screen).
 GRAPH_ASSETS = ("raw_dataset", "expression", "pseudobulk", "noise_ceiling", "dataset_diversity")
 
 _WORKSPACE_QUERY = """

@@ -456,5 +456,5 @@ def test_tiny_gears_uses_a_capped_random_subset_of_each_conditions_cells(data):
     assert capped.obs_names.isin(adata.obs_names).all()
     assert list(capped.obs_names) == [n for n in adata.obs_names if n in set(capped.obs_names)]
     tiny = gears_model.GearsSettings().resolved("synthetic")
-    assert tiny.preset == "tiny" and tiny.max_cells_per_condition is None  # opt-in only
+    assert tiny.preset == "tiny" and tiny.max_cells_per_condition == 20
     assert gears_model.GearsSettings().resolved("norman").max_cells_per_condition is None

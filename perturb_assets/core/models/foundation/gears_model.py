@@ -87,7 +87,7 @@ _LIKE = {
 }  # fmt: skip
 #: ``synthetic`` (the CPU test dataset): small and fast; keeps the variant's selection.
 _TINY = {"epochs": 2, "batch_size": 32, "accumulation_steps": 1, "lr": 1e-3,
-         "weight_decay": 5e-4, "hidden_size": 16}  # fmt: skip
+         "weight_decay": 5e-4, "hidden_size": 16, "max_cells_per_condition": 20}  # fmt: skip
 TINY_DATASETS = ("synthetic",)
 GEARS_PRESETS = ("cell_gears", "paper_scfoundation", "tiny")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from perturb_assets.known_warnings import filterwarnings_lines, ignore_known_warnings
@@ -63,7 +65,59 @@ def _isolated_data_root(tmp_path_factory, monkeypatch):
     yield root
 
 
+#: Test modules that share a session fixture: one xdist worker runs each group, so the fixture
+#: is materialised once.
+SHARED_FIXTURE_GROUPS = {
+    "test_analyses_assets": "synthetic_run",
+    "test_benchmark_assets": "synthetic_run",
+}
+#: The slowest modules (``--durations`` on the 2-core machine), started first so that no
+#: worker is left with a long module at the end while the other idles.
+SLOWEST_FIRST = (
+    "test_services_integration",
+    "test_foundation_assets",
+    "synthetic_run",
+    "test_console",
+    "test_automation",
+    "test_run_command",
+    "test_ui_browser",
+    "test_docs",
+    "test_lineage",
+    "test_store_concurrency",
+    "test_store",
+    "test_models",
+    "test_reproducibility",
+)
+
+
+def _group(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return SHARED_FIXTURE_GROUPS.get(module, module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, each module (or group of modules sharing a session fixture) runs on
+    one worker, so its fixtures run once; work goes out in collection order (slowest first).
+    Grouped here rather than with ``xdist_group`` marks, which xdist 3.8 cannot apply under
+    pytest 9 (it sets a node id attribute pytest no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ModuleGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
+    """The slowest modules first (see ``SLOWEST_FIRST``); GPU tests skipped without a GPU."""
+    rank = {group: position for position, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable: file order kept
+    _skip_gpu_tests(items)
+
+
+def _skip_gpu_tests(items: list[pytest.Item]) -> None:
     try:
         import torch
 

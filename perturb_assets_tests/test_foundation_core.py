@@ -6,6 +6,7 @@ import json
 import pickle
 import subprocess
 import sys
+from multiprocessing.pool import ThreadPool
 
 import numpy as np
 import pandas as pd
@@ -270,6 +271,9 @@ def test_go_graph_equals_cell_gears_make_go_and_top_k(tmp_path, monkeypatch, k):
     (tmp_path / "data").mkdir()
     monkeypatch.setattr(utils, "dataverse_download", _no_download)
     monkeypatch.setattr(utils, "tar_data_download_wrapper", _no_download)
+    # make_GO maps its pure edge function over a fork Pool; forking a test process that has
+    # threads (pytest-xdist's, zarr's) can deadlock the children, so map it over threads.
+    monkeypatch.setattr(utils, "Pool", ThreadPool)
     theirs = utils.make_GO(str(tmp_path), pert_list, "t", num_workers=1, save=False)
     ours = gears_go.go_edges(gene2go, pert_list + ["not_annotated"])
     pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)

@@ -82,6 +82,20 @@ def test_scgpt_model_code_imports_without_its_stale_dependencies():
     assert out.stdout.split() == ["scgpt.model.generation_model", "[]", "None"]
 
 
+def test_cell_gears_loads_dcor_only_when_its_distance_correlation_is_called():
+    code = (
+        "import sys, numpy as np; "
+        "from perturb_assets.core.models.foundation.compat import gears_classes; "
+        "gears_classes(); from gears import utils; "
+        "before = type(sys.modules['dcor']).__name__; "
+        "x = np.arange(12.0).reshape(6, 2); y = x ** 2; "
+        "value = utils.distance_correlation(x, y); import dcor; "
+        "print(before, type(dcor).__name__, value == dcor.distance_correlation(x, y))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["_DeferredDcor", "module", "True"]
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 
 

@@ -17,6 +17,12 @@ cell-gears 0.1.2
     (``X[obs.condition == 'ctrl']``); scipy >= 1.15 calls ``.nonzero()`` on the index, which a
     Series no longer has. The ``GEARS`` subclass of :func:`gears_classes` lends ``pd.Series``
     that method for the duration of ``__init__`` only.
+
+    ``gears.utils`` imports ``dcor`` (for ``distance_correlation`` in its interaction
+    analysis, which we do not call), and importing dcor JIT-compiles its numba kernels: about
+    5.6 s of every process that trains GEARS. :func:`gears_classes` registers a stand-in
+    ``dcor`` whose ``distance_correlation``, and any other name, imports the real package on
+    first use (and puts it back in ``sys.modules``), so nothing changes but when dcor loads.
 """
 
 from __future__ import annotations
@@ -73,8 +79,36 @@ def scgpt_model() -> tuple[type, Any]:
     return TransformerGenerator, masked_mse_loss
 
 
+class _DeferredDcor(types.ModuleType):
+    """``dcor`` until a name of it is used: then the real package (see the module docstring)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # the import system's probes (__path__, __file__, ...)
+            raise AttributeError(name)
+        return getattr(_real_dcor(), name)
+
+
+def _real_dcor() -> types.ModuleType:
+    if isinstance(sys.modules.get("dcor"), _DeferredDcor):
+        del sys.modules["dcor"]
+    return importlib.import_module("dcor")
+
+
+def _defer_dcor_import() -> None:
+    if "dcor" in sys.modules or importlib.util.find_spec("dcor") is None:
+        return
+    stand_in = _DeferredDcor("dcor")
+
+    def distance_correlation(*args: Any, **kwargs: Any) -> Any:
+        return _real_dcor().distance_correlation(*args, **kwargs)
+
+    stand_in.distance_correlation = distance_correlation
+    sys.modules["dcor"] = stand_in
+
+
 def gears_classes() -> tuple[type, type]:
     """cell-gears' ``PertData`` and a patched ``GEARS`` class (imported on first use: slow)."""
+    _defer_dcor_import()
     from gears import GEARS, PertData
 
     class GEARSCompat(GEARS):

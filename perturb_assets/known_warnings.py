@@ -60,6 +60,31 @@ KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
         module=r"gears\.inference",
     ),
     KnownWarning(
+        "builtins:FutureWarning",
+        "Series.__getitem__ treating keys as positions is deprecated",
+        "cell-gears 0.1.2's own indexing in PertData; the positions it means are what it gets",
+        module=r"gears\.pertdata",
+    ),
+    KnownWarning(
+        "builtins:FutureWarning",
+        "DataFrameGroupBy.apply operated on the grouping columns",
+        "cell-gears 0.1.2's top-k of the GO graph (test_foundation_core checks that ours "
+        "equals its output)",
+        module=r"gears\.utils",
+    ),
+    KnownWarning(
+        "builtins:Warning",
+        "DataFrame is highly fragmented",
+        "pandas' PerformanceWarning inside scanpy's rank_genes_groups (cell-gears' DE step)",
+        module=r"scanpy\.tools\._rank_genes_groups",
+    ),
+    KnownWarning(
+        "anndata:ImplicitModificationWarning",
+        "Trying to modify attribute `._uns` of view",
+        "cell-gears hands scanpy's rank_genes_groups a view; scanpy makes it a copy, as meant",
+        module=r"scanpy\.tools\._rank_genes_groups",
+    ),
+    KnownWarning(
         "builtins:UserWarning",
         "'data.DataLoader' is deprecated",
         "cell-gears 0.1.2 imports torch_geometric's old alias of the same DataLoader class",

@@ -156,7 +156,9 @@ def deployment(pg_url, bucket, tmp_path_factory) -> Deployment:
         PERTURB_ASSETS_STORAGE_URL=f"s3://{bucket}/{PREFIX}",
         AWS_ENDPOINT_URL=os.environ[S3_ENDPOINT_ENV],
     )
-    run = _cli(env, "run", "main_job", "--partition", PARTITION, "--config", str(config))
+    # About 4 min on the 2-core machine beside another test worker: room for a slower CI box.
+    run = _cli(env, "run", "main_job", "--partition", PARTITION, "--config", str(config),
+               timeout=900)  # fmt: skip
     return Deployment(home, data, bucket, env, run)
 
 

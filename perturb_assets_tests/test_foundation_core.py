@@ -78,8 +78,7 @@ def test_scgpt_model_code_imports_without_its_stale_dependencies():
         "print(model.__module__, [m for m in ('torchtext', 'IPython', 'datasets') "
         "if m in sys.modules], getattr(sys.modules['scgpt.utils'], '__file__', None))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["scgpt.model.generation_model", "[]", "None"]
+    assert _fresh_python(code) == ["scgpt.model.generation_model", "[]", "None"]
 
 
 def test_cell_gears_loads_dcor_only_when_its_distance_correlation_is_called():
@@ -92,8 +91,13 @@ def test_cell_gears_loads_dcor_only_when_its_distance_correlation_is_called():
         "value = utils.distance_correlation(x, y); import dcor; "
         "print(before, type(dcor).__name__, value == dcor.distance_correlation(x, y))"
     )
+    assert _fresh_python(code) == ["_DeferredDcor", "module", "True"]
+
+
+def _fresh_python(code: str) -> list[str]:
+    """The words ``code`` prints in a new interpreter (nothing imported by the tests yet)."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["_DeferredDcor", "module", "True"]
+    return out.stdout.split()
 
 
 # --- checkpoints ------------------------------------------------------------------------------

@@ -236,7 +236,9 @@ def score_frames(
 class _DEFamily:
     """The real side of cell-eval's DE metrics (computed once), scoring one model at a time."""
 
-    def __init__(self, cells: AnnData, truth: pd.DataFrame) -> None:
+    def __init__(
+        self, cells: AnnData, truth: pd.DataFrame, control: ControlCells | None = None
+    ) -> None:
         genes = truth.columns
         x = cells.X if cells.var_names.equals(genes) else cells[:, genes].X
         labels = cells.obs["condition"].astype(str).to_numpy()
@@ -244,8 +246,11 @@ class _DEFamily:
         self.conditions = [c for c in truth.index if counts.get(c, 0) > 0]
         self.n_cells = counts.reindex(self.conditions)
         self.genes = genes
-        self.control = ControlCells(x[np.flatnonzero(labels == CONTROL)])
-        self.real: DETable = real_de_table(x, labels, CONTROL, genes, self.conditions)
+        # ``control``: the same control cells, prepared once by a caller that scores several
+        # halves against them (the noise ceiling).
+        self.control = control or ControlCells(x[np.flatnonzero(labels == CONTROL)])
+        self.real: DETable = real_de_table(x, labels, CONTROL, genes, self.conditions,
+                                           control_cells=self.control)  # fmt: skip
 
     def metrics(self, pred: pd.DataFrame, subgroups: pd.Series) -> pd.DataFrame:
         """One model's DE-family rows on the conditions it predicts (without NaNs)."""

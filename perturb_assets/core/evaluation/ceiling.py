@@ -30,6 +30,7 @@ from perturb_assets.core.evaluation.benchmark import (
     model_metrics,
 )
 from perturb_assets.core.gears.format import CONTROL
+from perturb_assets.core.metrics.de_family import ControlCells
 from perturb_assets.core.pp.pseudobulk import group_codes, group_sums
 
 __all__ = ["noise_ceiling", "split_half_means"]
@@ -77,12 +78,14 @@ def _de_family_scores(
     second: pd.DataFrame,
     half_codes: np.ndarray,
     subgroups: pd.Series,
+    is_control: np.ndarray,
+    control: ControlCells,
 ) -> pd.DataFrame:
-    """The DE family of the first half's mean against the second half's cells (and controls)."""
-    is_control = (adata.obs["condition"].astype(str) == CONTROL).to_numpy()
+    """The DE family of the first half's mean against the second half's cells and the control
+    cells (``is_control``; ``control`` prepared from them once for every repeat)."""
     second_half = (half_codes >= 0) & (half_codes % 2 == 1)
     real = adata[np.flatnonzero(second_half | is_control)]
-    return _DEFamily(real, second).metrics(first, subgroups)
+    return _DEFamily(real, second, control).metrics(first, subgroups)
 
 
 def noise_ceiling(
@@ -123,12 +126,17 @@ def noise_ceiling(
     lists = de_method_lists(de_table) if de_table is not None else {}
     gene_names = adata.var["gene_name"] if "gene_name" in adata.var else None
     rng = np.random.default_rng(seed)
+    is_control = (adata.obs["condition"].astype(str) == CONTROL).to_numpy()
+    control = None
+    if de_family and is_control.any() and test:
+        control = ControlCells(adata.X[np.flatnonzero(is_control)])
     runs = []
     for repeat in range(n_repeats):
         first, second, half_codes = _split_half(adata, test, rng)
         scores = model_metrics(first, second, ctrl, lists, split["subgroup"], gene_names)
-        if de_family and cells.get(CONTROL, 0) > 0 and test:
-            family = _de_family_scores(adata, first, second, half_codes, split["subgroup"])
+        if control is not None:
+            family = _de_family_scores(adata, first, second, half_codes, split["subgroup"],
+                                       is_control, control)  # fmt: skip
             scores = pd.concat([scores, family], ignore_index=True)
         runs.append(scores.assign(repeat=repeat))
     keys = ["condition", "subgroup", "metric", "de_method"]

@@ -378,6 +378,7 @@ def real_de_table(
     control: str = "ctrl",
     genes: Sequence[str] | pd.Index | None = None,
     conditions: Sequence[str] | None = None,
+    control_cells: ControlCells | None = None,
 ) -> DETable:
     """pdex's DE table (cell-eval's settings) of every condition against the control cells.
 
@@ -393,6 +394,9 @@ def real_de_table(
         Gene names (columns of ``x``); default ``0..n-1``.
     conditions
         Conditions to test, in this order; default every non-control label, sorted.
+    control_cells
+        :class:`ControlCells` of ``x``'s control cells, when already prepared (several tables
+        against the same controls share them); default: prepared here.
 
     Returns
     -------
@@ -405,7 +409,7 @@ def real_de_table(
     genes = pd.Index(genes if genes is not None else range(x.shape[1]))
     if sparse.issparse(x) and x.format != "csr":
         x = sparse.csr_matrix(x)
-    control_stats = ControlCells(x[np.flatnonzero(labels == control)])
+    control_stats = control_cells or ControlCells(x[np.flatnonzero(labels == control)])
 
     code_of = pd.Series(np.arange(len(conditions)), index=conditions)
     codes = code_of.reindex(labels).fillna(-1).to_numpy(dtype=np.int64)

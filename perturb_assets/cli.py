@@ -220,15 +220,18 @@ def _main_pipeline(args: argparse.Namespace) -> int:
     import time
 
     started = time.perf_counter()
-    steps = [
-        # Hash the user's files first (embeddings, GO file, checkpoint, predictions), as the
-        # hourly schedule does, so the lineage audit shows which file versions the run read.
-        ("observe_input_files", {}),
-        ("main_job", {"partition": args.dataset}),
-    ]
+    # Hash the user's files first (embeddings, GO file, checkpoint, predictions), as the
+    # hourly schedule does, so the lineage audit shows which file versions the run read.
+    steps: list[tuple[str, dict]] = [("observe_input_files", {})]
     if args.dataset == "synthetic":  # on a real dataset the foundation models need a GPU
-        steps.append(("foundation_job", {"partition": "synthetic",
-                                         "config_path": args.foundation_config}))  # fmt: skip
+        # The foundation job rescores every model (metrics and what reads them), so the main
+        # job leaves that to it: the same assets, each materialised once.
+        steps += [
+            ("main_job", {"partition": "synthetic", "select": _main_before_rescore()}),
+            ("foundation_job", {"partition": "synthetic", "config_path": args.foundation_config}),
+        ]
+    else:
+        steps.append(("main_job", {"partition": args.dataset}))
     steps += [
         ("diversity_sweep_job", {"all_partitions": True, "missing_only": True}),
         ("benchmark_summary_job", {}),
@@ -240,6 +243,15 @@ def _main_pipeline(args: argparse.Namespace) -> int:
     code = _summary(argparse.Namespace(dataset=args.dataset))
     print(f"[main] all jobs done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return code
+
+
+def _main_before_rescore() -> list[str]:
+    """The main job's asset keys but the metrics and what reads them (``MAIN_BEFORE_RESCORE``)."""
+    from perturb_assets.definitions import defs
+    from perturb_assets.defs.jobs import MAIN_BEFORE_RESCORE
+
+    keys = MAIN_BEFORE_RESCORE.resolve(defs.resolve_asset_graph())
+    return sorted(key.to_user_string() for key in keys)
 
 
 def _summary(args: argparse.Namespace) -> int:

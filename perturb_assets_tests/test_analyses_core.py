@@ -265,3 +265,11 @@ def test_de_lists_feed_the_de_metrics():
     de = pd.DataFrame({"method": "t-test", "targets": "included", "condition": "A+ctrl",
                        "rank": [1, 2, 3], "gene_id": ["g2", "g0", "g1"]})  # fmt: skip
     assert de_lists_by_metric(de, "t-test")["pearson_de_delta"] == {"A+ctrl": ["g2", "g0", "g1"]}
+
+
+def test_sweep_point_is_the_same_with_threaded_trees():
+    from perturb_assets.core.analyses import sweep_point
+
+    size = {"n_cells": 1500, "n_genes": 120, "n_perturbations": 40}
+    one, two = sweep_point(0.5, n_jobs=1, **size), sweep_point(0.5, n_jobs=2, **size)
+    assert one == two and np.isfinite(one["random_forest_go"])

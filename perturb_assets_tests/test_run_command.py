@@ -119,11 +119,27 @@ def test_main_runs_main_shs_jobs_in_order_in_one_process(monkeypatch, dataset):
         expected.remove("foundation_job")
     assert jobs == expected
     options = dict(calls)
-    assert options["main_job"] == {"partition": dataset}
     assert options["diversity_sweep_job"] == {"all_partitions": True, "missing_only": True}
-    if dataset == "synthetic":
-        config = Path(options["foundation_job"]["config_path"])
-        assert config.name == "foundation_tiny.yaml" and config.exists()
+    if dataset != "synthetic":
+        assert options["main_job"] == {"partition": dataset}
+        return
+    config = Path(options["foundation_job"]["config_path"])
+    assert config.name == "foundation_tiny.yaml" and config.exists()
+    # The main job leaves the scoring to the foundation job: together they materialise every
+    # asset of both jobs, and the metrics (and what reads them) once.
+    from perturb_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    selected = set(options["main_job"].pop("select"))
+    assert options["main_job"] == {"partition": "synthetic"}
+    main_keys = {k.to_user_string() for k in defs.resolve_job_def("main_job").asset_layer
+                 .selected_asset_keys}  # fmt: skip
+    foundation = {k.to_user_string() for k in defs.resolve_job_def("foundation_job")
+                  .asset_layer.selected_asset_keys}  # fmt: skip
+    assert "metrics" in main_keys and "metrics" in foundation and "metrics" not in selected
+    assert selected | foundation >= main_keys and selected <= main_keys
+    assert not selected & foundation
+    assert all(graph.has(dg.AssetKey(k)) for k in selected)
 
 
 def test_main_stops_at_the_first_failing_job(monkeypatch):

@@ -36,6 +36,10 @@ RESCORE = (
     - CROSS_DATASET
 )
 
+# The main job's assets that do not score predictions: what `perturb-assets main` runs before
+# the foundation job on `synthetic`, whose RESCORE then scores every model once, not twice.
+MAIN_BEFORE_RESCORE = MAIN_SELECTION - RESCORE
+
 # The foundation models (GPU-tagged, `gpu` pool) and the metrics that score them.
 foundation_job = dg.define_asset_job(
     "foundation_job",

@@ -34,8 +34,13 @@ SWEEP_LEVELS: tuple[str, ...] = ("0.00", "0.25", "0.50", "0.75", "1.00")
 SWEEP_SIZE = {"n_cells": 6000, "n_genes": 500, "n_perturbations": 150, "combo_fraction": 0.0}
 
 
-def sweep_point(diversity: float, seed: int = 0, **size: int | float) -> dict[str, float]:
+def sweep_point(
+    diversity: float, seed: int = 0, n_jobs: int = 1, **size: int | float
+) -> dict[str, float]:
     """Simulate one dataset at ``diversity`` and measure where it lands.
+
+    ``n_jobs`` grows RF-GO's trees in that many threads (the forest is bitwise the same for
+    any ``n_jobs``); ``size`` overrides :data:`SWEEP_SIZE`.
 
     Returns ``diversity``, ``median_corr``, ``train_mean`` and ``random_forest_go`` (their
     Pearson Delta), ``dynamic_range`` (their difference), ``ceiling`` (the split-half
@@ -54,7 +59,9 @@ def sweep_point(diversity: float, seed: int = 0, **size: int | float) -> dict[st
     rf = RANDOM_FOREST_GO.model
     tables = [
         run_baseline(TRAIN_MEAN, profiles, split).table,
-        run_baseline(rf, profiles, split, go, feature_set=RANDOM_FOREST_GO.features_label).table,
+        run_baseline(
+            rf, profiles, split, go, feature_set=RANDOM_FOREST_GO.features_label, n_jobs=n_jobs
+        ).table,
     ]
     scores = per_condition_metrics(tables, means, split, pd.DataFrame(columns=DE_TABLE_COLUMNS))
     delta = scores[scores["metric"] == "pearson_delta"].groupby("model")["value"].mean()

@@ -29,7 +29,7 @@ from perturb_assets.core.simulation import PROGRAMS_GMT_NAME
 from perturb_assets.defs.metadata import figure, markdown_table
 from perturb_assets.defs.partitions import dataset_partitions
 from perturb_assets.defs.raw_files import raw_files
-from perturb_assets.defs.resources import ALLOW_MISSING, DataSources
+from perturb_assets.defs.resources import ALLOW_MISSING, Compute, DataSources
 
 GROUP = "analyses"
 ALL = dg.AllPartitionMapping()
@@ -184,9 +184,12 @@ class SweepConfig(dg.Config):
     "Train Mean's and RF-GO's Pearson Delta, the dynamic range and the noise ceiling. Adding a "
     "level adds a partition; only it is computed.",
 )
-def diversity_sweep(context: dg.AssetExecutionContext, config: SweepConfig) -> pd.DataFrame:
+def diversity_sweep(
+    context: dg.AssetExecutionContext, config: SweepConfig, compute: Compute
+) -> pd.DataFrame:
     size = config.model_dump(exclude={"seed"})
-    point = analyses.sweep_point(float(context.partition_key), seed=config.seed, **size)
+    level = float(context.partition_key)
+    point = analyses.sweep_point(level, seed=config.seed, n_jobs=compute.jobs_per_step, **size)
     context.add_output_metadata({k: v for k, v in point.items() if isinstance(v, float)})
     return pd.DataFrame([point])
 

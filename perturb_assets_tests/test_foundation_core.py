@@ -94,6 +94,18 @@ def test_cell_gears_loads_dcor_only_when_its_distance_correlation_is_called():
     assert _fresh_python(code) == ["_DeferredDcor", "module", "True"]
 
 
+def test_training_gears_imports_cell_gears_with_dcor_deferred():
+    # train_gears enters cell-gears through _quiet_gears first: that door must defer dcor too
+    # (it once imported gears directly, and every GEARS step compiled dcor's kernels).
+    code = (
+        "import sys; "
+        "from perturb_assets.core.models.foundation.gears_model import _quiet_gears; "
+        "cm = _quiet_gears(print); cm.__enter__(); cm.__exit__(None, None, None); "
+        "print('gears.utils' in sys.modules, type(sys.modules['dcor']).__name__)"
+    )
+    assert _fresh_python(code) == ["True", "_DeferredDcor"]
+
+
 def _fresh_python(code: str) -> list[str]:
     """The words ``code`` prints in a new interpreter (nothing imported by the tests yet)."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

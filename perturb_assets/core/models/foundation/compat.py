@@ -20,7 +20,9 @@ cell-gears 0.1.2
 
     ``gears.utils`` imports ``dcor`` (for ``distance_correlation`` in its interaction
     analysis, which we do not call), and importing dcor JIT-compiles its numba kernels: about
-    5.6 s of every process that trains GEARS. :func:`gears_classes` registers a stand-in
+    5.6 s of every process that trains GEARS, 30 s while numba's cache is cold (a fresh
+    install). :func:`gears_modules` and :func:`gears_classes`, the only doors to cell-gears
+    here, register a stand-in
     ``dcor`` whose ``distance_correlation``, and any other name, imports the real package on
     first use (and puts it back in ``sys.modules``), so nothing changes but when dcor loads.
 """
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["gears_classes", "map_raw_id_to_vocab_id", "scgpt_model"]
+__all__ = ["gears_classes", "gears_modules", "map_raw_id_to_vocab_id", "scgpt_model"]
 
 
 def map_raw_id_to_vocab_id(raw_ids: Any, gene_ids: np.ndarray) -> Any:
@@ -104,6 +106,16 @@ def _defer_dcor_import() -> None:
 
     stand_in.distance_correlation = distance_correlation
     sys.modules["dcor"] = stand_in
+
+
+def gears_modules() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """cell-gears' ``gears.gears``, ``gears.pertdata`` and ``gears.utils`` (dcor deferred)."""
+    _defer_dcor_import()
+    import gears.gears
+    import gears.pertdata
+    import gears.utils
+
+    return gears.gears, gears.pertdata, gears.utils
 
 
 def gears_classes() -> tuple[type, type]:

@@ -210,10 +210,11 @@ def _quiet_gears(print_sys: Callable[[object], None]):
     tqdm bars (one per condition while it builds the cell graphs) into one log line each."""
     from unittest import mock
 
-    import gears.gears
-    import gears.pertdata
-    import gears.utils
     from tqdm import tqdm
+
+    from perturb_assets.core.models.foundation.compat import gears_modules
+
+    gears_gears, gears_pertdata, gears_utils = gears_modules()
 
     def progress(iterable=None, *args, **kwargs):
         if iterable is None:  # a download bar, updated by hand: keep it, hidden
@@ -223,11 +224,11 @@ def _quiet_gears(print_sys: Callable[[object], None]):
         return items
 
     with (
-        mock.patch.object(gears.gears, "print_sys", print_sys),
-        mock.patch.object(gears.pertdata, "print_sys", print_sys),
-        mock.patch.object(gears.utils, "print_sys", print_sys),
-        mock.patch.object(gears.pertdata, "tqdm", progress),
-        mock.patch.object(gears.utils, "tqdm", progress),
+        mock.patch.object(gears_gears, "print_sys", print_sys),
+        mock.patch.object(gears_pertdata, "print_sys", print_sys),
+        mock.patch.object(gears_utils, "print_sys", print_sys),
+        mock.patch.object(gears_pertdata, "tqdm", progress),
+        mock.patch.object(gears_utils, "tqdm", progress),
         contextlib.redirect_stdout(io.StringIO()),
     ):
         yield

@@ -22,7 +22,9 @@ from perturb_assets.core.io import (
     StorageReadError,
     VersionedStore,
     collect_garbage,
+    local_files,
     pid_alive,
+    sha256_file,
 )
 from perturb_assets.core.io import store as store_module
 from perturb_assets.core.io.pointers import LOCK
@@ -217,6 +219,23 @@ def test_s3_round_trip_and_verification(s3_endpoint, tmp_path):
     obj.write_bytes(b"tampered")
     with pytest.raises(CorruptAssetError, match="data.parquet: content differs"):
         store.get(key)
+
+
+def test_s3_reads_and_copies_in_batches_and_names_a_missing_object(s3_endpoint, tmp_path):
+    store = VersionedStore("s3://perturb-test/missing")
+    key = store.key("assets", "cells", "synthetic")
+    value = _adata(3.0)
+    stored = store.put(key, value)
+    assert len(stored.files) > 5  # a zarr AnnData: many objects, fetched in one batch
+    folder = store.local_folder(key, tmp_path / "copy")
+    copied = {rel: sha256_file(path) for rel, path in local_files(folder)}
+    assert copied == stored.files
+    victim = sorted(stored.files)[-1]
+    (key / stored.version / victim).unlink()
+    with pytest.raises(CorruptAssetError, match="files missing from the version"):
+        store.get(key)
+    with pytest.raises(CorruptAssetError, match="files missing from the version"):
+        store.local_folder(key, tmp_path / "again")
 
 
 def test_s3_pointer_swap_is_conditional(s3_endpoint):

@@ -263,8 +263,9 @@ class VersionedStore:
         if (key / name).exists():  # may be a pruned version whose deletion is under way
             name = f"{name}-{uuid.uuid4().hex[:8]}"
         target = key / name
-        for rel, path in local_files(staging):
-            target.fs.put_file(str(path), (target / rel).path)
+        # One concurrent batch of PUTs (the version is referenced only once all are in).
+        files = list(local_files(staging))
+        target.fs.put([str(path) for _, path in files], [(target / rel).path for rel, _ in files])
         return name
 
     def _intact(self, version: UPath, files: dict[str, str]) -> bool:
@@ -369,11 +370,9 @@ class VersionedStore:
 
     def _read_verified(self, version: UPath, pointer: dict[str, Any]) -> dict[str, bytes]:
         data = {}
+        blobs = self._read_files(version, sorted(pointer["files"]))
         for rel, sha in sorted(pointer["files"].items()):
-            try:
-                blob = (version / rel).read_bytes()
-            except FileNotFoundError:
-                raise _VersionGone(rel) from None
+            blob = blobs[rel]
             if sha256_bytes(blob) != sha:
                 raise CorruptAssetError(
                     f"{version / rel}: content differs from the sha256 recorded when it was "
@@ -383,17 +382,48 @@ class VersionedStore:
         self._check_no_extra_files(version, pointer)
         return data
 
+    def _read_files(self, version: UPath, rels: list[str]) -> dict[str, bytes]:
+        """The bytes of ``rels`` in ``version``. From an object store, one concurrent batch of
+        GETs (fsspec's ``cat``): a zarr-backed AnnData is dozens of small objects, and one
+        request after another cost a step most of its time (0.8 s for a 61-file table from
+        S3, against 0.1 s in a batch)."""
+        if self.is_local:
+            blobs = {}
+            for rel in rels:
+                try:
+                    blobs[rel] = (version / rel).read_bytes()
+                except FileNotFoundError:
+                    raise _VersionGone(rel) from None
+            return blobs
+        paths = {(version / rel).path: rel for rel in rels}
+        fetched = version.fs.cat(list(paths), on_error="return")
+        blobs = {}
+        for path, rel in paths.items():
+            blob = fetched.get(path, FileNotFoundError(path))
+            if isinstance(blob, FileNotFoundError):
+                raise _VersionGone(rel)
+            if isinstance(blob, BaseException):
+                raise blob
+            blobs[rel] = blob
+        return blobs
+
     def _copy_verified(self, version: UPath, pointer: dict[str, Any], into: Path) -> Path:
-        for rel, sha in sorted(pointer["files"].items()):
-            local = into / rel
-            local.parent.mkdir(parents=True, exist_ok=True)
+        files = sorted(pointer["files"].items())
+        for rel, _ in files:
+            (into / rel).parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_local:  # one concurrent batch of GETs, as _read_files
             try:
-                if self.is_local:
+                version.fs.get([(version / rel).path for rel, _ in files],
+                               [str(into / rel) for rel, _ in files])  # fmt: skip
+            except FileNotFoundError as exc:
+                raise _VersionGone(str(exc)) from None
+        for rel, sha in files:
+            local = into / rel
+            if self.is_local:
+                try:
                     link_or_copy(Path(version.path) / rel, local)
-                else:
-                    version.fs.get_file((version / rel).path, str(local))
-            except FileNotFoundError:
-                raise _VersionGone(rel) from None
+                except FileNotFoundError:
+                    raise _VersionGone(rel) from None
             if sha256_file(local) != sha:
                 raise CorruptAssetError(
                     f"{version / rel}: content differs from the sha256 recorded when it was "

@@ -30,8 +30,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     .venv/bin/python -m pip install --quiet --no-deps $NODEPS
   fi
   # Compile the numba kernels into their on-disk cache now, not inside the first run's steps
-  # (about 20 s; perturb_assets/core/warmup.py).
-  .venv/bin/python -m perturb_assets.core.warmup
+  # (about 20 s; perturb_assets/warmup.py).
+  .venv/bin/python -m perturb_assets.warmup
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$REPO/.venv/bin:$PATH"

@@ -13,7 +13,7 @@ dataset that takes the assets' storage round trip (so every kernel sees the dtyp
 run, and compiles the signature the run will look up). A source file changed later is simply
 compiled again on first use, as numba always does.
 
-Run it as ``python -m perturb_assets.core.warmup``.
+Run it as ``python -m perturb_assets.warmup``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from perturb_assets.core.io import VersionedStore
 from perturb_assets.core.models import predictors, read_user_predictions
 from perturb_assets.core.models.foundation import FoundationInputs, MissingModelFiles, run_scgpt
 from perturb_assets.defs.foundation.assets import foundation_assets
+from perturb_assets.defs.jobs import MAIN_BEFORE_RESCORE
 from perturb_assets.defs.partitions import instance_with_datasets
 from perturb_assets.defs.resources import build_resources
 
@@ -44,10 +45,13 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("foundation")
     defs, instance = _defs(root), instance_with_datasets()
     run_config = {"ops": {"raw_dataset": {"config": SIM}}}
+    # As `perturb-assets main` runs them: the main job leaves the scoring to the foundation job.
     main = defs.resolve_job_def("main_job")
+    before_rescore = MAIN_BEFORE_RESCORE.resolve(defs.resolve_asset_graph())
     assert main.execute_in_process(
-        partition_key="synthetic", instance=instance, run_config=run_config
-    ).success
+        partition_key="synthetic", instance=instance, run_config=run_config,
+        asset_selection=list(before_rescore),
+    ).success  # fmt: skip
     result = defs.resolve_job_def("foundation_job").execute_in_process(
         partition_key="synthetic", instance=instance, run_config={"ops": TINY}
     )

@@ -12,7 +12,7 @@ _KERNELS = """
 import importlib, pkgutil
 import perturb_assets.core as core
 from numba.core.registry import CPUDispatcher
-from perturb_assets.core.warmup import warm_jit_caches
+from perturb_assets.warmup import warm_jit_caches
 warm_jit_caches(log=lambda line: print(line.split()[0]))
 for info in pkgutil.walk_packages(core.__path__, "perturb_assets.core."):
     module = importlib.import_module(info.name)
@@ -50,4 +50,4 @@ def test_warmup_reaches_every_stages_kernels():
 def test_set_up_runs_the_warmup_after_installing():
     script = (REPO / "deploy/bootstrap.sh").read_text()
     install, stamp = script.index("uv pip install"), script.index('> "$STAMP"')
-    assert install < script.index("python -m perturb_assets.core.warmup") < stamp
+    assert install < script.index("python -m perturb_assets.warmup") < stamp

@@ -30,8 +30,9 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     .venv/bin/python -m pip install --quiet --no-deps $NODEPS
   fi
   # Compile the numba kernels into their on-disk cache now, not inside the first run's steps
-  # (about 20 s; perturb_assets/warmup.py).
-  .venv/bin/python -m perturb_assets.warmup
+  # (about 20 s; perturb_assets/warmup.py). Only a speed-up: if it fails, say so and go on.
+  .venv/bin/python -m perturb_assets.warmup \
+    || echo "[bootstrap] warning: the numba warm-up failed; the first run compiles the kernels"
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$REPO/.venv/bin:$PATH"

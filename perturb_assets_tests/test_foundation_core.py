@@ -81,29 +81,28 @@ def test_scgpt_model_code_imports_without_its_stale_dependencies():
     assert _fresh_python(code) == ["scgpt.model.generation_model", "[]", "None"]
 
 
-def test_cell_gears_loads_dcor_only_when_its_distance_correlation_is_called():
+# Both ways in: gears_classes (the model) and _quiet_gears, which train_gears enters first (it
+# once imported gears directly, and every GEARS step compiled dcor's kernels).
+GEARS_DOORS = {
+    "gears_classes": "from perturb_assets.core.models.foundation.compat import gears_classes; "
+    "gears_classes(); ",
+    "_quiet_gears": "from perturb_assets.core.models.foundation.gears_model import _quiet_gears; "
+    "cm = _quiet_gears(print); cm.__enter__(); cm.__exit__(None, None, None); ",
+}
+
+
+@pytest.mark.parametrize("door", sorted(GEARS_DOORS))
+def test_cell_gears_loads_dcor_only_when_its_distance_correlation_is_called(door):
     code = (
         "import sys, numpy as np; "
-        "from perturb_assets.core.models.foundation.compat import gears_classes; "
-        "gears_classes(); from gears import utils; "
+        f"{GEARS_DOORS[door]}"
+        "from gears import utils; "
         "before = type(sys.modules['dcor']).__name__; "
         "x = np.arange(12.0).reshape(6, 2); y = x ** 2; "
         "value = utils.distance_correlation(x, y); import dcor; "
         "print(before, type(dcor).__name__, value == dcor.distance_correlation(x, y))"
     )
     assert _fresh_python(code) == ["_DeferredDcor", "module", "True"]
-
-
-def test_training_gears_imports_cell_gears_with_dcor_deferred():
-    # train_gears enters cell-gears through _quiet_gears first: that door must defer dcor too
-    # (it once imported gears directly, and every GEARS step compiled dcor's kernels).
-    code = (
-        "import sys; "
-        "from perturb_assets.core.models.foundation.gears_model import _quiet_gears; "
-        "cm = _quiet_gears(print); cm.__enter__(); cm.__exit__(None, None, None); "
-        "print('gears.utils' in sys.modules, type(sys.modules['dcor']).__name__)"
-    )
-    assert _fresh_python(code) == ["True", "_DeferredDcor"]
 
 
 def _fresh_python(code: str) -> list[str]:

@@ -129,7 +129,6 @@ def test_main_runs_main_shs_jobs_in_order_in_one_process(monkeypatch, dataset):
     # asset of both jobs, and the metrics (and what reads them) once.
     from perturb_assets.definitions import defs
 
-    graph = defs.resolve_asset_graph()
     selected = set(options["main_job"].pop("select"))
     assert options["main_job"] == {"partition": "synthetic"}
     main_keys = {k.to_user_string() for k in defs.resolve_job_def("main_job").asset_layer
@@ -139,7 +138,6 @@ def test_main_runs_main_shs_jobs_in_order_in_one_process(monkeypatch, dataset):
     assert "metrics" in main_keys and "metrics" in foundation and "metrics" not in selected
     assert selected | foundation >= main_keys and selected <= main_keys
     assert not selected & foundation
-    assert all(graph.has(dg.AssetKey(k)) for k in selected)
 
 
 def test_main_stops_at_the_first_failing_job(monkeypatch):

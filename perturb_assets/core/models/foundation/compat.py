@@ -21,10 +21,10 @@ cell-gears 0.1.2
     ``gears.utils`` imports ``dcor`` (for ``distance_correlation`` in its interaction
     analysis, which we do not call), and importing dcor JIT-compiles its numba kernels: about
     5.6 s of every process that trains GEARS, 30 s while numba's cache is cold (a fresh
-    install). :func:`gears_modules` and :func:`gears_classes`, the only doors to cell-gears
-    here, register a stand-in
-    ``dcor`` whose ``distance_correlation``, and any other name, imports the real package on
-    first use (and puts it back in ``sys.modules``), so nothing changes but when dcor loads.
+    install). :func:`gears_modules`, the one door to cell-gears here (:func:`gears_classes`
+    goes through it too), registers a stand-in ``dcor`` whose ``distance_correlation``, and
+    any other name, imports the real package on first use (and puts it back in
+    ``sys.modules``), so nothing changes but when dcor loads.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def gears_modules() -> tuple[types.ModuleType, types.ModuleType, types.ModuleTyp
 
 def gears_classes() -> tuple[type, type]:
     """cell-gears' ``PertData`` and a patched ``GEARS`` class (imported on first use: slow)."""
-    _defer_dcor_import()
-    from gears import GEARS, PertData
+    gears_gears, gears_pertdata, _ = gears_modules()
+    GEARS, PertData = gears_gears.GEARS, gears_pertdata.PertData  # noqa: N806 (their names)
 
     class GEARSCompat(GEARS):
         """``GEARS`` whose ``__init__`` works with scipy >= 1.15 and pandas 2."""

@@ -238,3 +238,44 @@ def test_cells_add_cell_evals_de_metrics_with_cis_and_the_paired_comparison():
     assert row["de_method"] == DE_FAMILY_METHOD and row["n_conditions"] == 3
     assert row["value"] > 0.5 and row["ci_low"] <= row["value"] <= row["ci_high"]
     assert row["diff_vs_train_mean"] > 0  # the paired comparison against Train Mean
+
+
+def test_every_summary_row_is_its_own_bootstrap_and_paired_comparison_exactly():
+    # The summary computes its rows together (p-values batched by sample size, bootstrap
+    # draws shared by size, arrays instead of frame slices); each row must be bitwise what
+    # bootstrap_ci and paired_comparison give on that row's conditions alone.
+    from perturb_assets.core.metrics import bootstrap_ci, paired_comparison
+
+    pseudobulk, split, de = _many_conditions(n_test=16)
+    test = split.index[split["split"] == "test"]
+    split.loc[test[:6], "subgroup"] = "combo_seen1"  # two subgroups of different sizes
+    train = pseudobulk.loc[["T1+ctrl", "T2+ctrl"]].mean()
+    rng = np.random.default_rng(5)
+    train_mean = pd.DataFrame([train.to_numpy()] * len(test), index=test, columns=train.index)
+    near = pseudobulk.loc[test] + rng.normal(0, 0.5, (len(test), pseudobulk.shape[1]))
+    tables = [
+        prediction_table(train_mean, model="train_mean", features="none", protocol="p"),
+        prediction_table(near, model="near", features="go", protocol="p"),
+        prediction_table(near.iloc[2:], model="partial", features="go", protocol="p"),
+        prediction_table(train_mean.round(0), model="rounded", features="go", protocol="p"),
+    ]
+    summary, per_condition = evaluate_models(tables, pseudobulk, split, de, "toy", n_boot=300)
+    assert set(summary["subgroup"]) == {"all", "unseen_single", "combo_seen1"}
+    base = per_condition[per_condition["model"] == "train_mean"]
+    checked = 0
+    for row in summary[summary["model"] != "train_mean"].itertuples():
+        part = per_condition[(per_condition["model"] == row.model)
+                             & (per_condition["metric"] == row.metric)
+                             & (per_condition["de_method"] == row.de_method)]  # fmt: skip
+        if row.subgroup != "all":
+            part = part[part["subgroup"] == row.subgroup]
+        values = part.set_index("condition")["value"]
+        reference = base[(base["metric"] == row.metric) & (base["de_method"] == row.de_method)]
+        paired = paired_comparison(values, reference.set_index("condition")["value"], n_boot=300)
+        expected = (*bootstrap_ci(values, n_boot=300), paired["mean_diff"], paired["ci_low"],
+                    paired["ci_high"], paired["win_rate"], paired["p_value"])  # fmt: skip
+        got = (row.value, row.ci_low, row.ci_high, row.diff_vs_train_mean, row.diff_ci_low,
+               row.diff_ci_high, row.win_rate_vs_train_mean, row.p_value_vs_train_mean)  # fmt: skip
+        np.testing.assert_array_equal(got, expected, err_msg=f"{row}")
+        checked += 1
+    assert checked > 100

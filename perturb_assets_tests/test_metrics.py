@@ -26,6 +26,7 @@ from perturb_assets.core.metrics import (
     subgroup_summary,
     summarise_metrics,
     wilcoxon_p,
+    wilcoxon_p_batch,
 )
 from perturb_assets.core.pp import de_lists_without_targets, reference_compat_de_lists
 
@@ -387,6 +388,34 @@ def test_wilcoxon_p_equals_scipy_with_ties_and_zeros():
     assert n_enumerated > 50
     tied = np.array([0.5, 0.5, -0.25, 0.0, 1.0, 0.5])
     assert wilcoxon_p(tied) == pytest.approx(wilcoxon(tied).pvalue, rel=1e-12, abs=0)
+
+
+def _untied(d: np.ndarray) -> bool:
+    """No zeros and no ties: scipy's exact test up to 50 values."""
+    return bool(np.all(d)) and np.unique(np.abs(d)).size == d.size
+
+
+def test_wilcoxon_p_batch_is_each_samples_wilcoxon_p_bitwise():
+    # One scipy call per (size, method) must give every sample the value of its own call:
+    # scipy's "auto" (exact, asymptotic) and our sign-flip enumeration, with ties, zeros,
+    # NaNs, sizes on both sides of 13 and 50, all-zero and empty samples, in mixed order.
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(4)
+    samples = [np.zeros(4), np.array([np.nan]), np.empty(0)]
+    for n in [*range(1, 56), 80, 120]:
+        samples += [rng.normal(0.1, 1, n), rng.integers(-3, 4, n) * 0.25,
+                    np.where(rng.random(n) < 0.2, np.nan, rng.normal(0, 1, n))]  # fmt: skip
+    order = rng.permutation(len(samples))
+    samples = [samples[i] for i in order]
+    batch = wilcoxon_p_batch(samples)
+    expected = np.array([wilcoxon_p(d) for d in samples])
+    np.testing.assert_array_equal(batch, expected)
+    finite = [(i, d[~np.isnan(d)]) for i, d in enumerate(samples)]
+    scipy_scored = [(i, d) for i, d in finite if np.any(d) and (d.size > 13 or _untied(d))]
+    assert len(scipy_scored) > 100
+    for i, d in scipy_scored:  # scipy's own call, one sample at a time: bitwise
+        assert batch[i] == wilcoxon(d, zero_method="wilcox").pvalue, (i, d)
 
 
 def test_holm_hand_example_and_statsmodels():

@@ -36,7 +36,7 @@ from perturb_assets.core.metrics.statistics import (
     holm_adjust,
     holm_interval,
     holm_levels,
-    paired_comparison,
+    paired_comparisons,
 )
 from perturb_assets.core.models import registry
 from perturb_assets.core.models.predictions import (
@@ -288,20 +288,54 @@ def summarise(
         key: part.set_index("condition")["value"]
         for key, part in per_condition[is_base].groupby(["protocol", "de_method", "metric"])
     }
-    rows, resamples = [], []
-    for key, group in per_condition.groupby(keys, sort=False):
+    columns = _SummaryColumns(per_condition, extra_subgroups or {})
+    rows, pairs = [], []
+    groups = per_condition.groupby(keys).indices
+    for key, positions in sorted(groups.items(), key=lambda group: group[1][0]):  # as they come
         identity = dict(zip(keys, key, strict=True))
         base = _train_mean_for(train_mean, identity)
-        extra = [(n, group[group["condition"].isin(c)]) for n, c in (extra_subgroups or {}).items()]
-        extra = [(n, part) for n, part in extra if not part.empty]
-        for subgroup, part in [(ALL_SUBGROUPS, group), *group.groupby("subgroup", sort=False),
-                               *extra]:  # fmt: skip
-            values, spread = _over_seeds(part)
-            row, boot = _summary_values(values, base, n_boot, seed)
+        for subgroup, part in columns.subgroup_rows(positions):
+            values, spread = columns.over_seeds(part)
+            row = _summary_values(values, n_boot, seed)
             rows.append({"dataset": dataset, **identity, "subgroup": subgroup, **row, **spread})
-            resamples.append(boot)
+            pairs.append((values, base))
+    resamples = _with_train_mean_differences(rows, pairs, n_boot, seed)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     return with_holm_adjustment(table, resamples)
+
+
+class _SummaryColumns:
+    """The per-condition table as arrays, sliced by row positions: the summary's thousands of
+    rows each take a few positions, and a DataFrame slice per row cost most of its time."""
+
+    def __init__(self, per_condition: pd.DataFrame, extra_subgroups: dict[str, pd.Index]):
+        self.frame = per_condition
+        self.condition = per_condition["condition"].to_numpy()
+        self.value = per_condition["value"].to_numpy(np.float64)
+        self.subgroup = per_condition["subgroup"].to_numpy()
+        self.seed = np.full(len(per_condition), np.nan)
+        if "seed" in per_condition:
+            self.seed = per_condition["seed"].to_numpy(np.float64, na_value=np.nan)
+        self.extra = {name: per_condition["condition"].isin(conditions).to_numpy()
+                      for name, conditions in extra_subgroups.items()}  # fmt: skip
+
+    def subgroup_rows(self, positions: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """``all``, then each subgroup in order of appearance, then each non-empty extra
+        subgroup: the rows of one model × metric that each summary row averages."""
+        labels = self.subgroup[positions]
+        parts = [(ALL_SUBGROUPS, positions)]
+        parts += [(label, positions[labels == label]) for label in pd.unique(labels)
+                  if not pd.isna(label)]  # fmt: skip
+        extra = [(name, positions[inside[positions]]) for name, inside in self.extra.items()]
+        return parts + [(name, part) for name, part in extra if part.size]
+
+    def over_seeds(self, positions: np.ndarray) -> tuple[pd.Series, dict[str, float]]:
+        """:func:`_over_seeds` of these rows."""
+        seeds = np.unique(self.seed[positions][~np.isnan(self.seed[positions])])
+        if len(seeds) < 2:
+            values = pd.Series(self.value[positions], index=self.condition[positions])
+            return values, {"n_seeds": max(len(seeds), 1)}
+        return _over_seeds(self.frame.iloc[positions])
 
 
 def with_holm_adjustment(
@@ -363,23 +397,34 @@ def _train_mean_for(train_mean: dict, identity: dict[str, str]) -> pd.Series | N
     return None
 
 
-def _summary_values(
-    values: pd.Series, train_mean: pd.Series | None, n_boot: int, seed: int
-) -> tuple[dict[str, float], np.ndarray | None]:
-    """One row's statistics, and the bootstrap resamples of its difference to Train Mean."""
-    mean, low, high = bootstrap_ci(values.to_numpy(float), n_boot=n_boot, seed=seed)
-    row = {"value": mean, "ci_low": low, "ci_high": high, "n_conditions": int(values.notna().sum())}
-    if train_mean is None:
-        return row, None
-    paired = paired_comparison(values, train_mean, n_boot=n_boot, seed=seed, return_resamples=True)
-    row |= {
-        "diff_vs_train_mean": paired["mean_diff"],
-        "diff_ci_low": paired["ci_low"],
-        "diff_ci_high": paired["ci_high"],
-        "win_rate_vs_train_mean": paired["win_rate"],
-        "p_value_vs_train_mean": paired["p_value"],
-    }
-    return row, paired["resamples"]
+def _summary_values(values: pd.Series, n_boot: int, seed: int) -> dict[str, float]:
+    """One row's mean over conditions with its bootstrap CI."""
+    v = values.to_numpy(float)
+    mean, low, high = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+    return {"value": mean, "ci_low": low, "ci_high": high,
+            "n_conditions": int(np.count_nonzero(~np.isnan(v)))}  # fmt: skip
+
+
+def _with_train_mean_differences(
+    rows: list[dict], pairs: list[tuple[pd.Series, pd.Series | None]], n_boot: int, seed: int
+) -> list[np.ndarray | None]:
+    """Add each row's paired comparison with its Train Mean (in place; all at once, so the
+    p-values are computed together), and return the bootstrap resamples of the differences
+    (``None`` for a row without Train Mean)."""
+    compared = [i for i, (_, base) in enumerate(pairs) if base is not None]
+    results = paired_comparisons([pairs[i] for i in compared], n_boot=n_boot, seed=seed,
+                                 return_resamples=True)  # fmt: skip
+    resamples: list[np.ndarray | None] = [None] * len(rows)
+    for i, paired in zip(compared, results, strict=True):
+        rows[i] |= {
+            "diff_vs_train_mean": paired["mean_diff"],
+            "diff_ci_low": paired["ci_low"],
+            "diff_ci_high": paired["ci_high"],
+            "win_rate_vs_train_mean": paired["win_rate"],
+            "p_value_vs_train_mean": paired["p_value"],
+        }
+        resamples[i] = paired["resamples"]
+    return resamples
 
 
 def evaluate_models(

@@ -49,9 +49,12 @@ from perturb_assets.core.metrics.statistics import (
     holm_interval,
     holm_levels,
     paired_comparison,
+    paired_comparisons,
+    paired_differences,
     subgroup_summary,
     summarise_metrics,
     wilcoxon_p,
+    wilcoxon_p_batch,
 )
 
 __all__ = [
@@ -77,6 +80,8 @@ __all__ = [
     "holm_interval",
     "holm_levels",
     "paired_comparison",
+    "paired_comparisons",
+    "paired_differences",
     "perturbation_metrics",
     "pseudobulk_de_table",
     "real_de_table",
@@ -85,4 +90,5 @@ __all__ = [
     "summarise_metrics",
     "worst_value",
     "wilcoxon_p",
+    "wilcoxon_p_batch",
 ]

@@ -17,7 +17,8 @@ simultaneous intervals.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,10 @@ __all__ = [
     "holm_interval",
     "holm_levels",
     "paired_comparison",
+    "paired_comparisons",
+    "paired_differences",
     "wilcoxon_p",
+    "wilcoxon_p_batch",
     "subgroup_summary",
     "summarise_metrics",
 ]
@@ -49,9 +53,16 @@ def _check_boot(n_boot: int, ci: float) -> None:
 
 def _boot_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Means of ``n_boot`` resamples (with replacement) of ``values``, all at once."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, values.size, size=(n_boot, values.size))
-    return values[draws].mean(axis=1)
+    return values[_boot_draws(values.size, n_boot, seed)].mean(axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _boot_draws(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """The resampled positions of ``n`` values: they depend on the size and the seed only, so
+    the benchmark table's thousands of rows of a few sizes draw them a few times (read-only)."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    draws.flags.writeable = False
+    return draws
 
 
 def bootstrap_ci(
@@ -145,21 +156,60 @@ def wilcoxon_p(diff: np.ndarray) -> float:
     sign flips at once (:func:`_sign_flip_p`), the same value as scipy's
     ``permutation_test``, which scores one flip at a time and took most of `metrics`' time.
     """
+    return float(wilcoxon_p_batch([diff])[0])
+
+
+def wilcoxon_p_batch(diffs: Iterable[np.ndarray]) -> np.ndarray:
+    """:func:`wilcoxon_p` of each array of differences, the same values bitwise.
+
+    Samples that scipy scores with the same method and size go to ``scipy.stats.wilcoxon``
+    together (``axis=-1``): one call per (size, method) instead of one per sample, as the
+    benchmark table asks for thousands. scipy's ``auto`` rule is applied per sample first
+    (:func:`_wilcoxon_method`), because on a stack it would look for ties in all of it.
+    """
     from scipy.stats import wilcoxon
 
+    samples = [_finite(d) for d in diffs]
+    out = np.full(len(samples), np.nan)
+    stacks: dict[tuple[int, str], list[int]] = {}
+    for i, d in enumerate(samples):
+        method = _wilcoxon_method(d)
+        if method == "no_difference":
+            out[i] = 1.0
+        elif method == "sign_flip":
+            out[i] = _sign_flip_p(d)
+        elif method != "empty":
+            stacks.setdefault((d.size, method), []).append(i)
+    for (_, method), rows in stacks.items():
+        stacked = np.stack([samples[i] for i in rows])
+        result = wilcoxon(stacked, zero_method="wilcox", method=method, axis=-1)
+        out[rows] = result.pvalue
+    return out
+
+
+def _finite(diff: np.ndarray) -> np.ndarray:
     d = np.asarray(diff, dtype=np.float64).ravel()
-    d = d[~np.isnan(d)]
+    return d[~np.isnan(d)]
+
+
+def _wilcoxon_method(d: np.ndarray) -> str:
+    """How :func:`wilcoxon_p` scores ``d`` (NaN-free): scipy's ``auto`` choice, made per
+    sample, with the two cases it leaves no test to (``empty``, ``no_difference``)."""
     if d.size == 0:
-        return float("nan")
-    if not np.any(d != 0):
-        return 1.0
+        return "empty"
     nonzero = np.abs(d[d != 0])
+    if nonzero.size == 0:
+        return "no_difference"
     has_ties_or_zeros = nonzero.size < d.size or np.unique(nonzero).size < nonzero.size
     if has_ties_or_zeros and d.size <= _MAX_SIGN_FLIP_N:
-        return _sign_flip_p(d)
-    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+        return "sign_flip"
+    if has_ties_or_zeros or d.size > _MAX_EXACT_N:
+        return "asymptotic"
+    return "exact"
 
 
+# scipy's "auto" uses the exact null distribution up to this size, without ties or zeros.
+_MAX_EXACT_N = 50
 # scipy's "auto" enumerates every sign flip up to this size (2**13 < its 9,999 resamples).
 _MAX_SIGN_FLIP_N = 13
 
@@ -217,17 +267,47 @@ def paired_comparison(
         (number of paired conditions). NaN statistics (and empty ``resamples``) when
         ``n == 0``.
     """
+    one = paired_comparisons([(model_values, reference_values)], n_boot, seed, ci,
+                             return_resamples=return_resamples)  # fmt: skip
+    return one[0]
+
+
+def paired_comparisons(
+    pairs: Sequence[tuple[pd.Series, pd.Series]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    *,
+    return_resamples: bool = False,
+) -> list[dict[str, float | int | np.ndarray]]:
+    """:func:`paired_comparison` of each ``(model_values, reference_values)`` pair, the same
+    values, with the p-values computed together (:func:`wilcoxon_p_batch`)."""
     _check_boot(n_boot, ci)
+    diffs = [paired_differences(model, reference) for model, reference in pairs]
+    p_values = wilcoxon_p_batch(diffs)
+    return [_paired_summary(diff, p, n_boot, seed, ci, return_resamples)
+            for diff, p in zip(diffs, p_values, strict=True)]  # fmt: skip
+
+
+def paired_differences(model_values: pd.Series, reference_values: pd.Series) -> np.ndarray:
+    """``model - reference`` on the conditions both have, in ``model_values``' order, without
+    the conditions where either is NaN (:func:`paired_comparison`)."""
     for name, s in (("model_values", model_values), ("reference_values", reference_values)):
         if not isinstance(s, pd.Series):
             raise TypeError(f"{name} must be a pandas Series indexed by condition")
         if s.index.has_duplicates:
             raise ValueError(f"{name} has duplicated conditions")
-    common = model_values.index.intersection(reference_values.index, sort=False)
-    m = model_values.reindex(common).to_numpy(dtype=np.float64)
-    b = reference_values.reindex(common).to_numpy(dtype=np.float64)
+    where = reference_values.index.get_indexer(model_values.index)
+    found = where >= 0
+    m = model_values.to_numpy(dtype=np.float64)[found]
+    b = reference_values.to_numpy(dtype=np.float64)[where[found]]
     keep = ~(np.isnan(m) | np.isnan(b))
-    diff = m[keep] - b[keep]
+    return m[keep] - b[keep]
+
+
+def _paired_summary(
+    diff: np.ndarray, p_value: float, n_boot: int, seed: int, ci: float, return_resamples: bool
+) -> dict[str, float | int | np.ndarray]:
     n = int(diff.size)
     if n == 0:
         out: dict = dict.fromkeys(("mean_diff", "ci_low", "ci_high", "win_rate", "p_value"), np.nan)
@@ -244,7 +324,7 @@ def paired_comparison(
         "ci_low": float(low),
         "ci_high": float(high),
         "win_rate": float(win_rate),
-        "p_value": wilcoxon_p(diff),
+        "p_value": float(p_value),
         "n": n,
     }
     if return_resamples:

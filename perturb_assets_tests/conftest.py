@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from perturb_assets.known_warnings import filterwarnings_lines, ignore_known_warnings
+
+REPO = Path(__file__).resolve().parents[1]
 
 # For code run outside a test (collection, session fixtures' imports).
 ignore_known_warnings()
@@ -26,27 +30,44 @@ SYNTHETIC_SIM = {"n_cells": 4000, "n_genes": 300, "n_perturbations": 90, "combo_
 SWEEP_SIM = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 40}
 
 
+class SyntheticRun(NamedTuple):
+    """The session's shared end-to-end run (:func:`synthetic_run`)."""
+
+    root: Path  # the data root
+    instance: object  # the dagster.DagsterInstance of the run's DAGSTER_HOME
+    console: list[str]  # what `perturb-assets run main_job` printed, line by line
+
+
 @pytest.fixture(scope="session")
-def synthetic_run(tmp_path_factory):
-    """The main job on ``SYNTHETIC_SIM``, two sweep levels, then the cross-dataset tables and
-    the report, once per session: (data root, instance, the main job's result). Tests read it;
-    none may change it."""
+def synthetic_run(tmp_path_factory) -> SyntheticRun:
+    """``perturb-assets run main_job`` on ``SYNTHETIC_SIM`` as a user runs it (a subprocess
+    on a SQLite ``DAGSTER_HOME``, its console kept), then two sweep levels, the cross-dataset
+    tables and the report on the same instance, once per session. Tests read it; none may
+    change it."""
+    import subprocess
+    import sys
+
     import dagster as dg
+    import yaml
 
     import perturb_assets.defs
-    from perturb_assets.defs.partitions import instance_with_datasets
     from perturb_assets.defs.resources import build_resources
 
-    root = tmp_path_factory.mktemp("synthetic_run")
+    base = tmp_path_factory.mktemp("synthetic_run")
+    home, root = base / "home", base / "data"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "deploy/local/dagster.yaml").read_text())
+    config = base / "synthetic.yaml"
+    config.write_text(yaml.safe_dump({"ops": {"raw_dataset": {"config": SYNTHETIC_SIM}}}))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PERTURB_ASSETS_DATA_ROOT": str(root)}
+    command = [sys.executable, "-m", "perturb_assets.cli", "run", "main_job", "--partition",
+               "synthetic", "--config", str(config)]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
     defs = dg.Definitions.merge(
         dg.load_defs(perturb_assets.defs), dg.Definitions(resources=build_resources(root))
     )
-    instance = instance_with_datasets()
-    main = defs.resolve_job_def("main_job").execute_in_process(
-        partition_key="synthetic", instance=instance,
-        run_config={"ops": {"raw_dataset": {"config": SYNTHETIC_SIM}}},
-    )  # fmt: skip
-    assert main.success
+    instance = dg.DagsterInstance.from_config(str(home))
     sweep = defs.resolve_job_def("diversity_sweep_job")
     for level in ("0.00", "1.00"):
         config = {"ops": {"diversity_sweep": {"config": SWEEP_SIM}}}
@@ -55,7 +76,7 @@ def synthetic_run(tmp_path_factory):
         ).success
     summary = defs.resolve_job_def("benchmark_summary_job").execute_in_process(instance=instance)
     assert summary.success
-    return root, instance, main
+    return SyntheticRun(root, instance, (done.stdout + done.stderr).splitlines())
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +91,7 @@ def _isolated_data_root(tmp_path_factory, monkeypatch):
 SHARED_FIXTURE_GROUPS = {
     "test_analyses_assets": "synthetic_run",
     "test_benchmark_assets": "synthetic_run",
+    "test_console": "synthetic_run",
 }
 #: The slowest modules (``--durations`` on the 2-core machine), started first so that no
 #: worker is left with a long module at the end while the other idles.
@@ -77,7 +99,6 @@ SLOWEST_FIRST = (
     "test_services_integration",
     "test_foundation_assets",
     "synthetic_run",
-    "test_console",
     "test_automation",
     "test_run_command",
     "test_ui_browser",

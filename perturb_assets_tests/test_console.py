@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import threading
 import warnings
-from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from perturb_assets.defs.console import StepTally, progress_console
 from perturb_assets.known_warnings import KNOWN_WARNINGS, ignore_known_warnings
 
-REPO = Path(__file__).resolve().parents[1]
 STEP_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \[(\d+)/(\d+)\] (ok  |FAIL|skip) ")
 
 
@@ -86,21 +80,10 @@ def test_known_warnings_are_ignored_and_others_stay_visible():
 
 
 @pytest.fixture(scope="module")
-def main_job_console(tmp_path_factory) -> list[str]:
-    """``perturb-assets run main_job`` on a small ``synthetic``, as a user runs it."""
-    root = tmp_path_factory.mktemp("console")
-    (root / "home").mkdir()
-    (root / "home" / "dagster.yaml").write_text((REPO / "deploy/local/dagster.yaml").read_text())
-    small = {"ops": {"raw_dataset": {"config": {"n_cells": 2500, "n_genes": 200,
-                                                "n_perturbations": 40}}}}  # fmt: skip
-    (root / "small.yaml").write_text(yaml.safe_dump(small))
-    env = {**os.environ, "DAGSTER_HOME": str(root / "home"),
-           "PERTURB_ASSETS_DATA_ROOT": str(root / "data")}  # fmt: skip
-    command = [sys.executable, "-m", "perturb_assets.cli", "run", "main_job", "--partition",
-               "synthetic", "--config", str(root / "small.yaml")]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return (done.stdout + done.stderr).splitlines()
+def main_job_console(synthetic_run) -> list[str]:
+    """``perturb-assets run main_job --partition synthetic``'s console, as a user reads it
+    (the session's shared run, conftest.py)."""
+    return synthetic_run.console
 
 
 def test_main_job_console_has_positions_and_no_library_noise(main_job_console):

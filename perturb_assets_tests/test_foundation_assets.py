@@ -1,5 +1,6 @@
 """Foundation models and the user's predictions as assets, scored by the same metrics asset."""
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -135,43 +136,39 @@ def _truth(root):
     return profiles, profiles.to_df().loc[test]
 
 
-def test_a_dropped_predictions_file_becomes_a_scored_model_without_a_reload(trained):
+@dataclasses.dataclass
+class UserScoring:
+    """One scoring of a folder of user prediction files: the metrics table and what the run
+    said (the files are removed again afterwards)."""
+
+    truth: pd.DataFrame
+    metrics: pd.DataFrame
+    metrics_metadata: dict
+    check: dg.AssetCheckEvaluation
+
+
+@pytest.fixture(scope="module")
+def user_scoring(trained) -> UserScoring:
+    """Good, bad and partial prediction files dropped together into
+    ``predictions/synthetic/``, then ``user_predictions``, its check and ``metrics`` once:
+    the tests below each read their files' rows (one scoring instead of three)."""
     root, defs, instance, _ = trained
     profiles, truth = _truth(root)
     folder = root / "predictions" / "synthetic"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.iterdir())
     truth.to_parquet(folder / "oracle.parquet")  # a perfect model, genes as ids
     truth.set_axis(profiles.var["gene_name"].to_numpy(), axis=1).to_csv(folder / "by_symbol.csv")
     (truth * 0 + profiles.to_df().loc["ctrl"].to_numpy()).to_parquet(folder / "no_change.parquet")
     cells = ad.AnnData(np.repeat(truth.to_numpy(), 3, axis=0), var=profiles.var)
     cells.obs["condition"] = np.repeat(truth.index.to_numpy(), 3)
     cells.write_h5ad(folder / "per_cell.h5ad")
-    selection = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={
-            dg.AssetKey(k) for k in ("user_predictions", "metrics", "metrics_per_condition")
-        }
-    )
-    assert selection.execute_in_process(partition_key="synthetic", instance=instance).success
-    rows = _metrics(root).set_index("model")
-    assert rows.loc["oracle", "value"] == pytest.approx(1.0)
-    assert rows.loc["per_cell", "value"] == pytest.approx(1.0)
-    assert rows.loc["by_symbol", "value"] == pytest.approx(1.0)
-    assert np.isnan(rows.loc["no_change", "value"])  # constant delta: undefined, as scipy
-    assert rows.loc["oracle", "win_rate_vs_train_mean"] == 1.0
-    assert (rows.loc[["oracle", "per_cell"], "features"] == "user").all()
-
-
-def test_a_bad_predictions_file_blocks_only_itself(trained):
-    root, defs, instance, _ = trained
-    profiles, truth = _truth(root)
-    folder = root / "predictions" / "synthetic"
-    folder.mkdir(parents=True, exist_ok=True)
-    before = set(folder.iterdir())
     truth.to_parquet(folder / "good.parquet")
     bad = truth.copy()
     bad.iloc[0, 0] = np.nan
     bad.to_parquet(folder / "nan_model.parquet")
     (folder / "old_model.pkl").write_bytes(b"a pickle is never read")
+    truth.iloc[3:].to_parquet(folder / "partial.parquet")
     selection = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection={
             dg.AssetKey(k) for k in ("user_predictions", "metrics", "metrics_per_condition")
@@ -180,29 +177,38 @@ def test_a_bad_predictions_file_blocks_only_itself(trained):
             dg.AssetCheckKey(dg.AssetKey("user_predictions"), "user_predictions_files_accepted")
         },
     )
-    try:
+    try:  # a bad file fails the check; the run goes on without it
         result = selection.execute_in_process(
             partition_key="synthetic", instance=instance, raise_on_error=False
         )
-        models = set(_metrics(root)["model"])
-        assert "good" in models and "nan_model" not in models and "train_mean" in models
-        metrics_event = next(
-            e.event_specific_data.materialization
-            for e in result.all_events
-            if e.is_step_materialization
-            and e.event_specific_data.materialization.asset_key == dg.AssetKey("metrics")
-        )
-        named = metrics_event.metadata["rejected_prediction_files"].value
-        assert "nan_model.parquet" in named and "old_model.pkl" in named
-        check = next(
-            e.event_specific_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        )
-        assert not check.passed and "nan_model.parquet (values" in check.description
     finally:
         for path in set(folder.iterdir()) - before:
             path.unlink()
+    check = next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    )
+    return UserScoring(truth, _metrics(root), _latest_metadata(instance, "metrics"), check)
+
+
+def test_a_dropped_predictions_file_becomes_a_scored_model_without_a_reload(user_scoring):
+    rows = user_scoring.metrics.set_index("model")
+    assert rows.loc["oracle", "value"] == pytest.approx(1.0)
+    assert rows.loc["per_cell", "value"] == pytest.approx(1.0)
+    assert rows.loc["by_symbol", "value"] == pytest.approx(1.0)
+    assert np.isnan(rows.loc["no_change", "value"])  # constant delta: undefined, as scipy
+    assert rows.loc["oracle", "win_rate_vs_train_mean"] == 1.0
+    assert (rows.loc[["oracle", "per_cell"], "features"] == "user").all()
+
+
+def test_a_bad_predictions_file_blocks_only_itself(user_scoring):
+    models = set(user_scoring.metrics["model"])
+    assert "good" in models and "nan_model" not in models and "train_mean" in models
+    named = user_scoring.metrics_metadata["rejected_prediction_files"]
+    assert "nan_model.parquet" in named and "old_model.pkl" in named
+    check = user_scoring.check
+    assert not check.passed and "nan_model.parquet (values" in check.description
 
 
 @pytest.mark.parametrize(
@@ -313,20 +319,14 @@ def test_a_go_file_without_some_test_targets_leaves_them_unpredicted_and_says_so
     assert "gears" in coverage and str(len(dropped)) in coverage
 
 
-def test_a_partial_predictions_file_is_scored_on_what_it_covers_and_the_gap_is_named(trained):
-    root, defs, instance, _ = trained
-    profiles, truth = _truth(root)
-    folder = root / "predictions" / "synthetic"
-    folder.mkdir(parents=True, exist_ok=True)
-    truth.iloc[3:].to_parquet(folder / "partial.parquet")
-    try:
-        _materialise(defs, instance, ["user_predictions", "metrics", "metrics_per_condition"])
-    finally:
-        (folder / "partial.parquet").unlink()
-    rows = _metrics(root).set_index("model")
+def test_a_partial_predictions_file_is_scored_on_what_it_covers_and_the_gap_is_named(
+    user_scoring,
+):
+    truth = user_scoring.truth
+    rows = user_scoring.metrics.set_index("model")
     assert rows.loc["partial", "n_conditions"] == len(truth) - 3
     assert rows.loc["partial", "value"] == pytest.approx(1.0)
-    meta = _latest_metadata(instance, "metrics")
+    meta = user_scoring.metrics_metadata
     table = [
         [c.strip() for c in r.split("|")[1:-1]] for r in meta["prediction_coverage"].splitlines()
     ]

@@ -60,6 +60,14 @@ KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
         module=r"gears\.inference",
     ),
     KnownWarning(
+        "builtins:RuntimeWarning",
+        "invalid value encountered in divide",
+        "cell-gears' co-expression graph correlates genes that are constant in the training "
+        "cells (0 / 0); it sets those NaN correlations to 0 itself (gears.utils, "
+        "get_coexpression_network_from_train)",
+        module=r"gears\.utils",
+    ),
+    KnownWarning(
         "builtins:FutureWarning",
         "Series.__getitem__ treating keys as positions is deprecated",
         "cell-gears 0.1.2's own indexing in PertData; the positions it means are what it gets",

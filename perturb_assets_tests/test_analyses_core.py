@@ -141,6 +141,11 @@ def test_error_metrics_are_means_over_genes():
     np.testing.assert_allclose(got["mae_delta"], np.abs(pred - truth).mean(axis=1))
 
 
+def _cells(labels) -> pd.DataFrame:
+    """obs of cells with these ``target`` labels, named by string (as AnnData wants)."""
+    return pd.DataFrame({"target": labels}, index=[f"cell{i}" for i in range(len(labels))])
+
+
 def test_metrics_agree_with_cell_eval(tmp_path):
     """cell-eval 0.8.2 scores the same predictions; where it defines a metric differently
     (the discrimination score's normalisation), the relation is asserted."""
@@ -156,7 +161,7 @@ def test_metrics_agree_with_cell_eval(tmp_path):
     real_x = np.clip(
         np.repeat(means, cells, axis=0) + 0.3 * rng.normal(size=(len(labels), n_genes)), 0, None
     )
-    real = ad.AnnData(real_x, obs=pd.DataFrame({"target": labels}), var=pd.DataFrame(index=genes))
+    real = ad.AnnData(real_x, obs=_cells(labels), var=pd.DataFrame(index=genes))
     truth = pd.DataFrame(real_x, index=labels, columns=genes).groupby(level=0).mean()
     pred_profiles = np.clip(
         truth.loc[conditions].to_numpy() + rng.normal(0, 0.4, (n_cond, n_genes)), 0, None
@@ -164,9 +169,7 @@ def test_metrics_agree_with_cell_eval(tmp_path):
     # The prediction's control cells are the real ones, so both sides share one control mean.
     pred_x = np.vstack([real_x[labels == "ctrl"], pred_profiles])
     pred_labels = ["ctrl"] * cells + conditions
-    pred = ad.AnnData(
-        pred_x, obs=pd.DataFrame({"target": pred_labels}), var=pd.DataFrame(index=genes)
-    )
+    pred = ad.AnnData(pred_x, obs=_cells(pred_labels), var=pd.DataFrame(index=genes))
     results, _ = MetricsEvaluator(
         pred, real, control_pert="ctrl", pert_col="target", skip_de=True, num_threads=1,
         outdir=str(tmp_path),

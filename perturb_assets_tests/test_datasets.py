@@ -441,6 +441,7 @@ def test_add_refuses_a_dataset_too_small_to_split(tmp_path: Path) -> None:
     assert "at least 2 train" in str(exc.value)
 
 
+@pytest.mark.filterwarnings("ignore:Some cells have zero counts")  # all zeros, on purpose
 def test_add_refuses_a_constant_matrix(tmp_path: Path) -> None:
     adata = make_adata(raw=True)
     adata.X = sp.csr_matrix(adata.shape, dtype=np.float32)  # all zeros

@@ -21,8 +21,8 @@ def test_partitions_jobs_sensor_and_schedule():
     keys = main.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
     assert set(BUILTIN_DATASETS) <= set(keys) and "synthetic" in keys
     for name in ("automation_sensor", "dataset_sensor"):
-        assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = defs.get_schedule_def("input_files_refresh_schedule")
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+    schedule = defs.resolve_schedule_def("input_files_refresh_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 

@@ -130,11 +130,13 @@ def combine_tables(tables: list[AnnData], var: pd.DataFrame) -> AnnData:
         return prediction_table(empty, model="", features="", protocol="", var=var)
     import anndata as ad
 
-    combined = ad.concat(tables, merge="same")
-    combined.obs_names = [
-        f"{m}|{c}" for m, c in zip(combined.obs["model"], combined.obs["condition"], strict=True)
-    ]
-    return combined
+    named = []
+    for table in tables:  # unique row names before concatenating (anndata warns otherwise)
+        table = table.copy()
+        table.obs_names = [f"{m}|{c}" for m, c in zip(table.obs["model"], table.obs["condition"],
+                                                        strict=True)]  # fmt: skip
+        named.append(table)
+    return ad.concat(named, merge="same")
 
 
 def split_by_model(table: AnnData) -> list[AnnData]:

@@ -1,6 +1,7 @@
 """The deployment files: the instance config, the images, the Helm values and the pod a GPU step
 gets on Kubernetes. Checked with Dagster's and dagster-k8s's own code wherever they have it."""
 
+import importlib
 import json
 import re
 import subprocess
@@ -65,20 +66,24 @@ def cluster_instance(deploy_env):
 def test_instance_config_passes_dagsters_schema(deploy_env):
     config, custom_class = dagster_instance_config(str(DEPLOY), "dagster.yaml")
     assert custom_class is None
-    assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    assert config["storage"] == {"custom": {
+        "module": "perturb_assets.instance_storage", "class": "PooledPostgresStorage",
+        "config": {"postgres_url": {"env": "DAGSTER_PG_URL"}},
+    }}  # fmt: skip
     assert config["run_monitoring"]["enabled"] is True
     assert config["telemetry"] == {"enabled": False}
     assert config["concurrency"]["pools"]["default_limit"] >= 1
     # Each configurable class accepts its section, as DagsterInstance would load it.
-    storage = ConfigurableClassData(
-        "dagster_postgres", "DagsterPostgresStorage", yaml.dump(config["storage"]["postgres"])
-    )
+    custom = config["storage"]["custom"]
+    storage = ConfigurableClassData(custom["module"], custom["class"], yaml.dump(custom["config"]))
     assert storage.config_dict == {"postgres_url": {"env": "DAGSTER_PG_URL"}}
     from dagster._config import process_config, resolve_to_config_type
     from dagster_postgres import DagsterPostgresStorage
 
+    storage_class = getattr(importlib.import_module(storage.module_name), storage.class_name)
+    assert issubclass(storage_class, DagsterPostgresStorage)  # the rest is dagster-postgres'
     resolved = process_config(
-        resolve_to_config_type(DagsterPostgresStorage.config_type()), storage.config_dict
+        resolve_to_config_type(storage_class.config_type()), storage.config_dict
     )
     assert resolved.success, resolved.errors
     assert resolved.value["postgres_url"] == PG_URL
@@ -403,7 +408,9 @@ def test_the_one_machine_instance_config_in_the_docs_loads(tmp_path, monkeypatch
     (tmp_path / "dagster.yaml").write_text(blocks[0])
     monkeypatch.setenv("DAGSTER_PG_URL", PG_URL)
     config, _ = dagster_instance_config(str(tmp_path), "dagster.yaml")
-    assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    # The same storage as deploy/dagster.yaml's (checked above).
+    cluster, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
+    assert config["storage"] == cluster["storage"]
     assert "run_launcher" not in config
     overrides = {k: v for k, v in config.items() if k != "storage"}
     with instance_for_test(overrides=overrides) as instance:

@@ -36,6 +36,7 @@ PREFIX = "perturb"
 SMALL = {"n_cells": 1500, "n_genes": 150, "n_perturbations": 20}
 CHAIN = ["raw_dataset", "expression", "pseudobulk", "perturbation_split", "train_mean_predictions"]
 LEAF = "metrics"
+POOLED_STORAGE = {"module": "perturb_assets.instance_storage", "class": "PooledPostgresStorage"}
 AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -138,8 +139,9 @@ def deployment(pg_url, bucket, tmp_path_factory) -> Deployment:
     home, data = root / "dagster_home", root / "data"
     home.mkdir()
     data.mkdir()
-    # Runs, events, schedules and dynamic partitions in PostgreSQL.
-    storage = {"storage": {"postgres": {"postgres_url": pg_url}}}
+    # Runs, events, schedules and dynamic partitions in PostgreSQL, one connection per process
+    # (deploy/dagster.yaml's storage).
+    storage = {"storage": {"custom": {**POOLED_STORAGE, "config": {"postgres_url": pg_url}}}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(storage))
     config = root / "run_config.yaml"
     config.write_text(yaml.safe_dump({"ops": {"raw_dataset": {"config": SMALL}}}))
@@ -165,8 +167,8 @@ def deployment(pg_url, bucket, tmp_path_factory) -> Deployment:
 def _events(deployment: Deployment) -> tuple[dg.DagsterRun, list[dg.DagsterEvent]]:
     """The run and its Dagster events, read back from PostgreSQL."""
     with dg.DagsterInstance.from_config(str(deployment.home)) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        storage = instance.get_ref().storage_data
+        assert (storage.module_name, storage.class_name) == tuple(POOLED_STORAGE.values())
         [run] = instance.get_runs()
         records = instance.all_logs(run.run_id)
     return run, [r.dagster_event for r in records if r.dagster_event is not None]
@@ -237,3 +239,31 @@ def test_lineage_reaches_back_to_the_dataset_file(deployment):
     assert raw["file_sha256"] == raw["data_version"] == file_sha
     [raw_input] = [i for i in nodes["expression"]["inputs"] if i["asset"] == "raw_dataset"]
     assert raw_input["status"] == "ok" and raw_input["parents"][0]["consumed"] == file_sha
+
+
+def test_pooled_storage_opens_one_connection_per_storage_not_one_per_query(pg_url, monkeypatch):
+    import psycopg2
+    from dagster_postgres import DagsterPostgresStorage
+
+    from perturb_assets.instance_storage import PooledPostgresStorage
+
+    connects = []
+    connect = psycopg2.connect
+
+    def counted(*args, **kwargs):
+        connects.append(1)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg2, "connect", counted)
+    opened = {}
+    for storage_class in (DagsterPostgresStorage, PooledPostgresStorage):
+        storage = storage_class(pg_url)
+        connects.clear()
+        for _ in range(20):
+            storage.run_storage.get_runs()
+            storage.event_log_storage.get_dynamic_partitions("datasets")
+        opened[storage_class.__name__] = len(connects)
+        for part in (storage.run_storage, storage.event_log_storage, storage.schedule_storage):
+            part.dispose()  # close the pooled connections
+    assert opened["DagsterPostgresStorage"] >= 40  # at least one per query
+    assert opened["PooledPostgresStorage"] == 2  # one per storage used, for every query

@@ -1,5 +1,7 @@
 """core.evaluation.benchmark on a hand-built example: CIs, paired comparison, dropped conditions."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -279,3 +281,13 @@ def test_every_summary_row_is_its_own_bootstrap_and_paired_comparison_exactly():
         np.testing.assert_array_equal(got, expected, err_msg=f"{row}")
         checked += 1
     assert checked > 100
+
+
+def test_the_summary_benchmark_finds_both_ways_identical(capsys):
+    from perturb_assets.benchmarks import summary
+
+    argv = ["--models", "3", "--metrics", "4", "--conditions", "24", "--n-boot", "100"]
+    summary.main(argv)
+    out = capsys.readouterr().out
+    assert "every value identical to the last bit: True" in out
+    assert re.search(r"summarise \(rows together\)\s+[\d.]+\s+[\d.]+x", out)

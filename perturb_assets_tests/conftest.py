@@ -100,13 +100,15 @@ SLOWEST_FIRST = (
     "test_foundation_assets",
     "synthetic_run",
     "test_automation",
+    "test_foundation_core",
+    "test_lineage",
     "test_run_command",
     "test_ui_browser",
-    "test_docs",
-    "test_lineage",
     "test_store_concurrency",
     "test_store",
+    "test_simulate",
     "test_models",
+    "test_docs",
     "test_reproducibility",
 )
 

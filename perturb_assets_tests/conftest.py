@@ -18,33 +18,9 @@ ignore_known_warnings()
 
 def pytest_configure(config):
     """The known warnings as filterwarnings lines, applied inside every test, so the suite's
-    summary lists only warnings nobody has judged harmless yet; and the workers' thread pools
-    sized to their share of the cores (:func:`_thread_pools_per_worker`)."""
+    summary lists only warnings nobody has judged harmless yet."""
     for line in filterwarnings_lines():
         config.addinivalue_line("filterwarnings", line)
-    _thread_pools_per_worker(config)
-
-
-#: Thread-pool sizes of the numerical libraries (OpenBLAS, MKL, OpenMP: numpy, scipy,
-#: scikit-learn, torch), read once when each library loads.
-THREAD_POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-THREAD_POOLS_SET = "PERTURB_ASSETS_TEST_THREAD_POOLS_SET"
-
-
-def _thread_pools_per_worker(config) -> None:
-    """pytest-xdist starts one worker per core, and every worker's libraries would start a
-    thread per core too: on 2 cores, 4 BLAS and OpenMP threads then spin against each other
-    (the suite took 444 s of wall time and 684 s of CPU that way, 334 s and 435 s with one
-    thread per worker). The controller sets the pools to the cores per worker before the
-    workers start, so they inherit it; a value already in the environment is kept, and
-    without workers (``-n0``) nothing changes."""
-    workers = getattr(config.option, "numprocesses", None)
-    if not isinstance(workers, int) or workers < 2 or hasattr(config, "workerinput"):
-        return
-    per_worker = str(max(1, len(os.sched_getaffinity(0)) // workers))
-    chosen = [v for v in THREAD_POOL_VARIABLES if v not in os.environ]
-    os.environ.update(dict.fromkeys(chosen, per_worker))
-    os.environ[THREAD_POOLS_SET] = ",".join(chosen)  # for test_suite_workers.py
 
 
 #: The simulated dataset of the end-to-end tests: big enough for the prior-knowledge signal to

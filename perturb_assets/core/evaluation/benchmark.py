@@ -313,9 +313,9 @@ class _SummaryColumns:
         self.condition = per_condition["condition"].to_numpy()
         self.value = per_condition["value"].to_numpy(np.float64)
         self.subgroup = per_condition["subgroup"].to_numpy()
-        self.seed = np.full(len(per_condition), np.nan)
-        if "seed" in per_condition:
-            self.seed = per_condition["seed"].to_numpy(np.float64, na_value=np.nan)
+        has_seed = "seed" in per_condition
+        self.seed = (per_condition["seed"].to_numpy(np.float64, na_value=np.nan) if has_seed
+                     else np.full(len(per_condition), np.nan))  # fmt: skip
         self.extra = {name: per_condition["condition"].isin(conditions).to_numpy()
                       for name, conditions in extra_subgroups.items()}  # fmt: skip
 
@@ -331,7 +331,8 @@ class _SummaryColumns:
 
     def over_seeds(self, positions: np.ndarray) -> tuple[pd.Series, dict[str, float]]:
         """:func:`_over_seeds` of these rows."""
-        seeds = np.unique(self.seed[positions][~np.isnan(self.seed[positions])])
+        seeds = self.seed[positions]
+        seeds = np.unique(seeds[~np.isnan(seeds)])
         if len(seeds) < 2:
             values = pd.Series(self.value[positions], index=self.condition[positions])
             return values, {"n_seeds": max(len(seeds), 1)}
